@@ -1,0 +1,1 @@
+"""The crdtsync benchmark suite: ``python -m bench`` (or ``scripts/bench``); see README.md."""

@@ -1,0 +1,1 @@
+"""The outage demo: technicians on simulated devices against a real relay."""

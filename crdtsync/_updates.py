@@ -1,0 +1,40 @@
+"""Applying updates that came from elsewhere, with pycrdt's failures translated.
+
+pycrdt raises ``ValueError`` for an update it cannot decode, and a malformed
+update that decodes can make yrs panic, which pycrdt surfaces as
+``pyo3_runtime.PanicException``: a ``BaseException``, not an ``Exception``.
+This is the one place that catches it; everything else sees
+:class:`~crdtsync.exceptions.InvalidUpdate`. After a panic the document may be
+half-changed: the caller must discard it and rebuild it from a trusted source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pycrdt import Doc
+
+from .exceptions import InvalidUpdate
+
+__all__ = ["apply_update", "is_panic"]
+
+
+def is_panic(exc: BaseException) -> bool:
+    """True for pyo3's PanicException (its class lives in a runtime-made module)."""
+    return type(exc).__name__ == "PanicException" and not isinstance(exc, Exception)
+
+
+def apply_update(doc: Doc[Any], update: bytes, *, document: str = "", seq: int = 0) -> None:
+    """Apply ``update`` to ``doc``; raise InvalidUpdate (with ``panicked``) if pycrdt refuses."""
+    try:
+        doc.apply_update(update)
+    except ValueError as exc:
+        raise InvalidUpdate(f"update does not decode: {exc}", document=document, seq=seq) from exc
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        error = InvalidUpdate(
+            f"update made pycrdt panic: {str(exc)[:200]}", document=document, seq=seq
+        )
+        error.panicked = True
+        raise error from exc

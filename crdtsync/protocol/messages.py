@@ -1,0 +1,261 @@
+"""Typed wire messages and the two framings.
+
+Native framing (the ``/sync`` endpoint) multiplexes documents on one websocket::
+
+    frame := var-string document, var-uint type, payload
+
+Plain y-websocket framing (the ``/yjs/{doc}`` endpoint) has no document name::
+
+    frame := var-uint type, payload
+
+Types follow Hocuspocus where one exists; the toolkit's own start at 100:
+
+====  ===============  ==============================================================
+type  message          payload
+====  ===============  ==============================================================
+0     Sync             var-uint subtype (0 step 1, 1 step 2, 2 update), var-bytes data
+1     Awareness        var-bytes awareness update
+3     QueryAwareness   (empty)
+7     Close            var-uint close code, var-string reason (leave one document)
+8     SyncStatus       var-uint 1 when the last update was stored (Hocuspocus clients)
+100   Push             var-uint seq, var-bytes update  (device → relay, acknowledged)
+101   Ack              var-uint seq: every Push up to seq for this document is durable
+102   Error            var-uint code, var-uint seq, var-string message
+====  ===============  ==============================================================
+
+Decoding is strict: a frame must be consumed exactly, unknown types and
+subtypes are :class:`DecodeError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ..exceptions import DecodeError, ErrorCode
+from .codec import Reader, write_var_bytes, write_var_string, write_var_uint
+
+__all__ = [
+    "Ack",
+    "Awareness",
+    "Close",
+    "Error",
+    "Frame",
+    "Message",
+    "MessageType",
+    "Push",
+    "QueryAwareness",
+    "SyncStatus",
+    "SyncStep1",
+    "SyncStep2",
+    "SyncSubtype",
+    "Update",
+    "decode_frame",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+]
+
+
+class MessageType(IntEnum):
+    SYNC = 0
+    AWARENESS = 1
+    AUTH = 2
+    QUERY_AWARENESS = 3
+    STATELESS = 5
+    CLOSE = 7
+    SYNC_STATUS = 8
+    PUSH = 100
+    ACK = 101
+    ERROR = 102
+
+
+class SyncSubtype(IntEnum):
+    STEP1 = 0
+    STEP2 = 1
+    UPDATE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    """The sender's state vector; the receiver answers with SyncStep2."""
+
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    """Everything the receiver lacked, relative to the state vector it sent."""
+
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """An incremental update (y-protocols messageYjsUpdate)."""
+
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Awareness:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwareness:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Leave one document (native framing) with a code and reason."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    """Hocuspocus-style: the last update from this connection was stored."""
+
+    synced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A device's update with its outbox sequence number (``seq`` 0: not from the outbox)."""
+
+    seq: int
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Every Push for this document with a sequence number up to ``seq`` is durably stored."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A typed error. ``seq`` names the Push it refers to, 0 when none."""
+
+    code: int
+    seq: int
+    message: str
+
+    @property
+    def error_code(self) -> ErrorCode | int:
+        try:
+            return ErrorCode(self.code)
+        except ValueError:
+            return self.code
+
+
+Message = (
+    SyncStep1
+    | SyncStep2
+    | Update
+    | Awareness
+    | QueryAwareness
+    | Close
+    | SyncStatus
+    | Push
+    | Ack
+    | Error
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One native frame: a message addressed to a document."""
+
+    document: str
+    message: Message
+
+
+def encode_message(message: Message) -> bytes:
+    """Encode a message without a document name (y-websocket framing)."""
+    match message:
+        case SyncStep1(state_vector=data):
+            return bytes((MessageType.SYNC, SyncSubtype.STEP1)) + write_var_bytes(data)
+        case SyncStep2(update=data):
+            return bytes((MessageType.SYNC, SyncSubtype.STEP2)) + write_var_bytes(data)
+        case Update(update=data):
+            return bytes((MessageType.SYNC, SyncSubtype.UPDATE)) + write_var_bytes(data)
+        case Awareness(payload=data):
+            return bytes((MessageType.AWARENESS,)) + write_var_bytes(data)
+        case QueryAwareness():
+            return bytes((MessageType.QUERY_AWARENESS,))
+        case Close(code=code, reason=reason):
+            return bytes((MessageType.CLOSE,)) + write_var_uint(code) + write_var_string(reason)
+        case SyncStatus(synced=synced):
+            return bytes((MessageType.SYNC_STATUS, 1 if synced else 0))
+        case Push(seq=seq, update=data):
+            return bytes((MessageType.PUSH,)) + write_var_uint(seq) + write_var_bytes(data)
+        case Ack(seq=seq):
+            return bytes((MessageType.ACK,)) + write_var_uint(seq)
+        case Error(code=code, seq=seq, message=text):
+            return (
+                bytes((MessageType.ERROR,))
+                + write_var_uint(code)
+                + write_var_uint(seq)
+                + write_var_string(text)
+            )
+    raise TypeError(f"not a message: {message!r}")  # pragma: no cover
+
+
+def encode_frame(document: str, message: Message) -> bytes:
+    """Encode a native frame: document name, then the message."""
+    return write_var_string(document) + encode_message(message)
+
+
+def _read_message(reader: Reader) -> Message:
+    kind = reader.read_var_uint()
+    message: Message
+    if kind == MessageType.SYNC:
+        subtype = reader.read_var_uint()
+        data = reader.read_var_bytes()
+        if subtype == SyncSubtype.STEP1:
+            message = SyncStep1(data)
+        elif subtype == SyncSubtype.STEP2:
+            message = SyncStep2(data)
+        elif subtype == SyncSubtype.UPDATE:
+            message = Update(data)
+        else:
+            raise DecodeError(f"unknown sync message subtype {subtype}")
+    elif kind == MessageType.AWARENESS:
+        message = Awareness(reader.read_var_bytes())
+    elif kind == MessageType.QUERY_AWARENESS:
+        message = QueryAwareness()
+    elif kind == MessageType.CLOSE:
+        message = Close(reader.read_var_uint(), reader.read_var_string())
+    elif kind == MessageType.SYNC_STATUS:
+        message = SyncStatus(reader.read_var_uint() == 1)
+    elif kind == MessageType.PUSH:
+        message = Push(reader.read_var_uint(), reader.read_var_bytes())
+    elif kind == MessageType.ACK:
+        message = Ack(reader.read_var_uint())
+    elif kind == MessageType.ERROR:
+        message = Error(reader.read_var_uint(), reader.read_var_uint(), reader.read_var_string())
+    else:
+        raise DecodeError(f"unknown message type {kind}")
+    reader.finish()
+    return message
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode a y-websocket frame (no document name). Raises :class:`DecodeError`."""
+    return _read_message(Reader(data))
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Decode a native frame. Raises :class:`DecodeError` on any malformed input."""
+    reader = Reader(data)
+    document = reader.read_var_string()
+    try:
+        return Frame(document, _read_message(reader))
+    except DecodeError as exc:
+        exc.document = document
+        raise

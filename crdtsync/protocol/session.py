@@ -1,0 +1,411 @@
+"""The sync session: a sans-I/O state machine for one connection.
+
+A :class:`SyncSession` takes the bytes of one received frame and returns
+events; its ``send_*`` methods return the bytes of one frame to send. It never
+awaits, never touches a socket and never holds a CRDT document: the device and
+the relay own the documents and decide what to answer.
+
+Each document on a connection has a :class:`DocState`. Which message a role may
+receive in which state, and the state that follows, is the table
+:data:`TRANSITIONS`; anything not in it is a protocol violation. A violation,
+like any malformed frame, never raises into the caller: :meth:`receive_frame`
+returns a single :class:`ConnectionFailed` event carrying the typed error and
+the Error frame to send before closing with ``error.close_code``. After that
+the session refuses further input.
+
+Invariants:
+
+* frames above ``max_frame_size`` and updates above ``max_update_size`` are
+  refused before they are decoded further;
+* document names are 1 to 256 characters of ``[A-Za-z0-9._:@/+-]``;
+* a connection opens at most ``max_documents`` documents at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from ..exceptions import (
+    ErrorCode,
+    FrameTooLarge,
+    InvalidDocumentName,
+    ProtocolError,
+    TooManyDocuments,
+    UnexpectedMessage,
+)
+from .messages import (
+    Ack,
+    Awareness,
+    Close,
+    Error,
+    Message,
+    Push,
+    QueryAwareness,
+    SyncStatus,
+    SyncStep1,
+    SyncStep2,
+    Update,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
+
+__all__ = [
+    "AckReceived",
+    "AwarenessReceived",
+    "ConnectionFailed",
+    "DocState",
+    "DocumentClosed",
+    "ErrorReceived",
+    "Event",
+    "Role",
+    "StatusReceived",
+    "SyncRequested",
+    "SyncSession",
+    "Synced",
+    "TRANSITIONS",
+    "UpdateReceived",
+    "validate_document_name",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9._:@/+\-]{1,256}")
+
+
+def validate_document_name(name: str) -> str:
+    """Return ``name`` if it is a valid document name, else raise InvalidDocumentName."""
+    if not _NAME.fullmatch(name):
+        raise InvalidDocumentName(f"invalid document name {name[:80]!r}", document=name[:256])
+    return name
+
+
+class Role(Enum):
+    DEVICE = "device"
+    RELAY = "relay"
+
+
+class DocState(Enum):
+    CLOSED = "closed"
+    OPENING = "opening"  # device sent SyncStep1, waits for the relay's SyncStep2
+    OPEN = "open"
+
+
+_C, _O, _G = DocState.CLOSED, DocState.OPENING, DocState.OPEN
+
+#: (role, state, received message class) -> next state. Everything else is illegal.
+TRANSITIONS: dict[tuple[Role, DocState, type[Message]], DocState] = {
+    # The relay: a peer opens a document with SyncStep1, then sends updates.
+    (Role.RELAY, _C, SyncStep1): _G,
+    (Role.RELAY, _G, SyncStep1): _G,
+    (Role.RELAY, _G, SyncStep2): _G,
+    (Role.RELAY, _G, Update): _G,
+    (Role.RELAY, _G, Push): _G,
+    (Role.RELAY, _G, Awareness): _G,
+    (Role.RELAY, _G, QueryAwareness): _G,
+    (Role.RELAY, _G, Close): _C,
+    (Role.RELAY, _C, Close): _C,
+    # The device: it opened the document; the relay answers, then streams.
+    (Role.DEVICE, _O, SyncStep2): _G,
+    (Role.DEVICE, _G, SyncStep2): _G,
+    (Role.DEVICE, _O, SyncStep1): _O,
+    (Role.DEVICE, _G, SyncStep1): _G,
+    (Role.DEVICE, _O, Update): _O,
+    (Role.DEVICE, _G, Update): _G,
+    (Role.DEVICE, _O, Ack): _O,
+    (Role.DEVICE, _G, Ack): _G,
+    (Role.DEVICE, _O, SyncStatus): _O,
+    (Role.DEVICE, _G, SyncStatus): _G,
+    (Role.DEVICE, _O, Awareness): _O,
+    (Role.DEVICE, _G, Awareness): _G,
+    (Role.DEVICE, _O, QueryAwareness): _O,
+    (Role.DEVICE, _G, QueryAwareness): _G,
+    (Role.DEVICE, _O, Close): _C,
+    (Role.DEVICE, _G, Close): _C,
+    (Role.DEVICE, _C, Close): _C,
+    (Role.DEVICE, _C, Error): _C,
+    (Role.DEVICE, _O, Error): _O,
+    (Role.DEVICE, _G, Error): _G,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequested:
+    """The peer sent its state vector: answer with SyncStep2 (``first`` on opening)."""
+
+    document: str
+    state_vector: bytes
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReceived:
+    """An update to apply. ``seq`` is the Push sequence number, ``None`` for plain updates."""
+
+    document: str
+    update: bytes
+    seq: int | None
+    step2: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """Device side: the relay's first SyncStep2 for the document arrived."""
+
+    document: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    document: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReceived:
+    document: str
+    code: ErrorCode | int
+    seq: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReceived:
+    document: str
+    synced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessReceived:
+    """Awareness payload, or ``payload is None`` for a QueryAwareness."""
+
+    document: str
+    payload: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentClosed:
+    document: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    """The peer broke the protocol: send ``data`` then close with ``error.close_code``."""
+
+    error: ProtocolError
+    data: bytes
+
+
+Event = (
+    SyncRequested
+    | UpdateReceived
+    | Synced
+    | AckReceived
+    | ErrorReceived
+    | StatusReceived
+    | AwarenessReceived
+    | DocumentClosed
+    | ConnectionFailed
+)
+
+
+class SyncSession:
+    """Protocol state of one connection, for one role.
+
+    ``document`` selects the framing: ``None`` for native multiplexed frames,
+    a document name for plain y-websocket frames addressed to that document.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        document: str | None = None,
+        max_frame_size: int = 16 * 1024 * 1024,
+        max_update_size: int = 8 * 1024 * 1024,
+        max_documents: int = 10_000,
+    ) -> None:
+        self.role = role
+        self.single_document = validate_document_name(document) if document is not None else None
+        self.max_frame_size = max_frame_size
+        self.max_update_size = max_update_size
+        self.max_documents = max_documents
+        self._states: dict[str, DocState] = {}
+        self.failure: ProtocolError | None = None
+        if self.single_document is not None and role is Role.RELAY:
+            # A y-websocket connection is its document: open from the first byte, so the
+            # client's SyncStep2 answering our SyncStep1 is legal whatever arrives first.
+            self._states[self.single_document] = DocState.OPEN
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self, document: str) -> DocState:
+        return self._states.get(document, DocState.CLOSED)
+
+    @property
+    def open_documents(self) -> list[str]:
+        return list(self._states)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive_frame(self, data: bytes) -> list[Event]:
+        """Parse one frame. Never raises: a violation yields one ConnectionFailed event."""
+        if self.failure is not None:
+            return []
+        try:
+            return self._receive(data)
+        except ProtocolError as exc:
+            return [self._fail(exc)]
+
+    def _receive(self, data: bytes) -> list[Event]:
+        if len(data) > self.max_frame_size:
+            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds {self.max_frame_size}")
+        if self.single_document is not None:
+            document, message = self.single_document, decode_message(data)
+        else:
+            frame = decode_frame(data)
+            document, message = frame.document, frame.message
+            if not (isinstance(message, Error) and document == ""):
+                validate_document_name(document)
+        self._check_update_size(document, message)
+        before = self.state(document)
+        after = TRANSITIONS.get((self.role, before, type(message)))
+        if after is None:
+            raise UnexpectedMessage(
+                f"{self.role.value} cannot receive {type(message).__name__} "
+                f"for document {document!r} in state {before.value}",
+                document=document,
+            )
+        if before is DocState.CLOSED and after is not DocState.CLOSED:
+            self._check_capacity(document)
+        self._set_state(document, after)
+        return self._events(document, message, before)
+
+    def _check_update_size(self, document: str, message: Message) -> None:
+        size = 0
+        seq = 0
+        if isinstance(message, SyncStep2 | Update):
+            size = len(message.update)
+        elif isinstance(message, Push):
+            size, seq = len(message.update), message.seq
+        if size > self.max_update_size:
+            error = FrameTooLarge(
+                f"update of {size} bytes exceeds {self.max_update_size}", document=document, seq=seq
+            )
+            error.code = ErrorCode.UPDATE_TOO_LARGE
+            raise error
+
+    def _check_capacity(self, document: str) -> None:
+        if len(self._states) >= self.max_documents:
+            raise TooManyDocuments(
+                f"a connection may open at most {self.max_documents} documents", document=document
+            )
+
+    def _events(self, document: str, message: Message, before: DocState) -> list[Event]:
+        match message:
+            case SyncStep1(state_vector=sv):
+                return [SyncRequested(document, sv, first=before is DocState.CLOSED)]
+            case SyncStep2(update=update):
+                events: list[Event] = [UpdateReceived(document, update, None, step2=True)]
+                if self.role is Role.DEVICE and before is DocState.OPENING:
+                    events.append(Synced(document))
+                return events
+            case Update(update=update):
+                return [UpdateReceived(document, update, None)]
+            case Push(seq=seq, update=update):
+                return [UpdateReceived(document, update, seq)]
+            case Ack(seq=seq):
+                return [AckReceived(document, seq)]
+            case Error(code=code, seq=seq, message=text):
+                return [ErrorReceived(document, message.error_code, seq, text)]
+            case SyncStatus(synced=synced):
+                return [StatusReceived(document, synced)]
+            case Awareness(payload=payload):
+                return [AwarenessReceived(document, payload)]
+            case QueryAwareness():
+                return [AwarenessReceived(document, None)]
+            case Close(code=code, reason=reason):
+                return [DocumentClosed(document, code, reason)]
+        raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover
+
+    def _fail(self, error: ProtocolError) -> ConnectionFailed:
+        self.failure = error
+        return ConnectionFailed(
+            error, self.send_error(error.document, error.code, str(error), error.seq)
+        )
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _encode(self, document: str, message: Message) -> bytes:
+        if self.single_document is not None:
+            return encode_message(message)
+        return encode_frame(document, message)
+
+    def _require(self, document: str, *allowed: DocState, what: str) -> None:
+        state = self.state(document)
+        if state not in allowed:
+            raise UnexpectedMessage(
+                f"{self.role.value} cannot send {what} for document {document!r} "
+                f"in state {state.value}",
+                document=document,
+            )
+
+    def open_document(self, document: str, state_vector: bytes) -> bytes:
+        """Device: start syncing ``document`` by sending its state vector (SyncStep1)."""
+        validate_document_name(document)
+        if self.role is Role.DEVICE:
+            self._require(document, DocState.CLOSED, what="SyncStep1 (open)")
+            self._set_state(document, DocState.OPENING)
+        return self._encode(document, SyncStep1(state_vector))
+
+    def send_step1(self, document: str, state_vector: bytes) -> bytes:
+        """Send our state vector for an open document (asks the peer for what we lack)."""
+        self._require(document, DocState.OPEN, DocState.OPENING, what="SyncStep1")
+        return self._encode(document, SyncStep1(state_vector))
+
+    def send_step2(self, document: str, update: bytes) -> bytes:
+        self._require(document, DocState.OPEN, DocState.OPENING, what="SyncStep2")
+        return self._encode(document, SyncStep2(update))
+
+    def send_update(self, document: str, update: bytes) -> bytes:
+        self._require(document, DocState.OPEN, DocState.OPENING, what="Update")
+        return self._encode(document, Update(update))
+
+    def send_push(self, document: str, seq: int, update: bytes) -> bytes:
+        """Device: an outbox update with its sequence number; the relay will Ack it."""
+        if self.role is not Role.DEVICE:
+            raise UnexpectedMessage("only a device sends Push", document=document)
+        self._require(document, DocState.OPEN, DocState.OPENING, what="Push")
+        return self._encode(document, Push(seq, update))
+
+    def send_ack(self, document: str, seq: int) -> bytes:
+        if self.role is not Role.RELAY:
+            raise UnexpectedMessage("only the relay sends Ack", document=document)
+        return self._encode(document, Ack(seq))
+
+    def send_status(self, document: str, synced: bool = True) -> bytes:
+        return self._encode(document, SyncStatus(synced))
+
+    def send_awareness(self, document: str, payload: bytes) -> bytes:
+        return self._encode(document, Awareness(payload))
+
+    def send_error(self, document: str, code: ErrorCode | int, message: str, seq: int = 0) -> bytes:
+        """An Error frame; ``document`` ``""`` for connection-level errors."""
+        if self.single_document is not None:
+            # Plain y-websocket clients have no error message; they only see the close.
+            return b""
+        return encode_frame(document, Error(int(code), seq, message[:1000]))
+
+    def close_document(self, document: str, code: int = 1000, reason: str = "") -> bytes:
+        """Leave ``document``: its state returns to CLOSED."""
+        self._set_state(document, DocState.CLOSED)
+        return self._encode(document, Close(code, reason))
+
+    def _set_state(self, document: str, state: DocState) -> None:
+        if state is DocState.CLOSED:
+            self._states.pop(document, None)
+        else:
+            self._states[document] = state

@@ -1,0 +1,28 @@
+"""Relay settings: command-line flags override ``CRDTSYNC_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["RelaySettings"]
+
+
+class RelaySettings(BaseSettings):
+    """Everything a relay deployment configures. Environment: ``CRDTSYNC_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CRDTSYNC_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    db: Path = Path("./crdtsync.db")
+    token: SecretStr | None = None
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+    max_frame_size: int = Field(16 * 1024 * 1024, ge=1024)
+    max_update_size: int = Field(8 * 1024 * 1024, ge=1024)
+    send_queue_size: int = Field(8192, ge=16)
+    idle_eviction_seconds: float = Field(30.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

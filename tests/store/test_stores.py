@@ -1,0 +1,282 @@
+"""The relay's stores: MemoryStore and SQLiteStore against the same contract.
+
+Compaction is checked by content, never by counting rows: a document rebuilt
+from the store after a compaction must hold exactly what the original held.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Array, Doc, Map, Text
+
+from crdtsync import MemoryStore, SQLiteStore, Store, StoreError
+from crdtsync.store import build_doc, merge
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Builds an unopened store; SQLite stores of one test share the file ``x.db``."""
+    if request.param == "memory":
+        return MemoryStore
+    return lambda: SQLiteStore(tmp_path / "x.db")
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> AsyncIterator[Store]:
+    async with make_store() as opened:
+        yield opened
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def content(doc: Doc[Any]) -> tuple[dict[str, Any], str, list[Any]]:
+    """What the edit history writes, as plain Python."""
+    return (
+        doc.get("fields", type=Map).to_py(),
+        str(doc.get("notes", type=Text)),
+        doc.get("items", type=Array).to_py(),
+    )
+
+
+def edit_history(doc: Doc[Any], start: int, count: int) -> list[bytes]:
+    """Apply ``count`` transactions (inserts, overwrites, deletes); return their updates."""
+    fields = doc.get("fields", type=Map)
+    notes = doc.get("notes", type=Text)
+    items = doc.get("items", type=Array)
+    updates: list[bytes] = []
+    subscription = doc.observe(lambda event: updates.append(event.update))
+    for i in range(start, start + count):
+        with doc.transaction():
+            fields[f"k{i % 7}"] = i
+            notes.insert(len(notes) // 2, f"<{i}>")
+            items.append(i)
+        if i % 5 == 4:
+            with doc.transaction():
+                del notes[0:2]
+                del items[0]
+                fields.pop(f"k{(i + 3) % 7}", None)
+    doc.unobserve(subscription)
+    return updates
+
+
+def assert_same_document(rebuilt: Doc[Any], original: Doc[Any]) -> None:
+    assert content(rebuilt) == content(original)
+    assert rebuilt.get_state() == original.get_state()
+
+
+def dependent_pair() -> tuple[bytes, bytes]:
+    """Two text inserts of one client where the second depends on the first."""
+    doc: Doc[Any] = Doc()
+    text = doc.get("notes", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text += "hello"
+    text += " world"
+    return updates[0], updates[1]
+
+
+# -- sequences and loading -------------------------------------------------------------------------
+
+
+async def test_append_returns_strictly_increasing_seqs_across_batches_and_documents(
+    store: Store,
+) -> None:
+    """Sequences grow strictly with commit order, whatever the document."""
+    seqs = await store.append([("a", b"a1"), ("b", b"b1")])
+    seqs += await store.append([("a", b"a2")])
+    seqs += await store.append([("c", b"c1"), ("a", b"a3"), ("b", b"b2")])
+    assert len(seqs) == 6
+    assert all(earlier < later for earlier, later in pairwise(seqs))
+
+
+async def test_load_returns_a_documents_updates_in_append_order(store: Store) -> None:
+    """Load gives exactly that document's updates, in order, and its last sequence."""
+    seqs = await store.append([("a", b"a1"), ("b", b"b1"), ("a", b"a2")])
+    seqs += await store.append([("a", b"a3")])
+    stored = await store.load("a")
+    assert stored.updates == [b"a1", b"a2", b"a3"]
+    assert stored.snapshot is None
+    assert stored.last_seq == seqs[3]
+    assert (await store.load("b")).updates == [b"b1"]
+
+
+async def test_unknown_document_loads_empty(store: Store) -> None:
+    """A name never written loads as an empty document with sequence 0."""
+    await store.append([("a", b"a1")])
+    stored = await store.load("nobody")
+    assert stored.empty
+    assert stored.updates == []
+    assert stored.last_seq == 0
+
+
+async def test_documents_are_listed_sorted_once_each(store: Store) -> None:
+    """documents() names every stored document once, sorted."""
+    await store.append([("wo-3", b"x"), ("wo-1", b"x"), ("wo-3", b"y"), ("wo-2", b"z")])
+    assert await store.documents() == ["wo-1", "wo-2", "wo-3"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda s: s.append([("a", b"a1")]), id="append"),
+        pytest.param(lambda s: s.append([]), id="append-empty"),
+        pytest.param(lambda s: s.load("a"), id="load"),
+        pytest.param(lambda s: s.compact("a", b"\x00\x00", 1), id="compact"),
+        pytest.param(lambda s: s.documents(), id="documents"),
+        pytest.param(lambda s: s.ping(), id="ping"),
+    ],
+)
+async def test_a_store_that_is_not_open_raises_store_error(
+    make_store: StoreFactory, call: Callable[[Store], Any]
+) -> None:
+    """Every call outside ``async with`` raises StoreError."""
+    with pytest.raises(StoreError):
+        await call(make_store())
+
+
+async def test_a_closed_store_raises_store_error(make_store: StoreFactory) -> None:
+    """After ``async with`` ends the store refuses calls again."""
+    async with make_store() as opened:
+        await opened.append([("a", b"a1")])
+    with pytest.raises(StoreError):
+        await opened.load("a")
+
+
+# -- compaction, checked by content ----------------------------------------------------------------
+
+
+async def test_compaction_keeps_the_document_content(store: Store) -> None:
+    """Compacting through the last sequence rebuilds to the same content and state."""
+    original: Doc[Any] = Doc()
+    for update in edit_history(original, 0, 60):
+        await store.append([("wo-1", update)])
+    stored = await store.load("wo-1")
+    await store.compact("wo-1", merge(stored), stored.last_seq)
+
+    compacted = await store.load("wo-1")
+    assert compacted.snapshot is not None
+    assert compacted.updates == []
+    assert_same_document(build_doc(compacted), original)
+
+
+async def test_updates_appended_after_compaction_load_on_top_of_the_snapshot(store: Store) -> None:
+    """The log continues after a compaction and loads on top of the snapshot."""
+    original: Doc[Any] = Doc()
+    await store.append([("wo-1", u) for u in edit_history(original, 0, 30)])
+    stored = await store.load("wo-1")
+    await store.compact("wo-1", merge(stored), stored.last_seq)
+    later = edit_history(original, 30, 25)
+    seqs = await store.append([("wo-1", u) for u in later])
+
+    reloaded = await store.load("wo-1")
+    assert seqs[0] > stored.last_seq
+    assert reloaded.last_seq == seqs[-1]
+    assert_same_document(build_doc(reloaded), original)
+    # and a second compaction over snapshot + log still holds everything
+    await store.compact("wo-1", merge(reloaded), reloaded.last_seq)
+    assert_same_document(build_doc(await store.load("wo-1")), original)
+
+
+async def test_compaction_through_an_earlier_seq_keeps_the_later_updates(store: Store) -> None:
+    """Only log entries up to through_seq are folded; later ones survive in order."""
+    original: Doc[Any] = Doc()
+    await store.append([("wo-1", u) for u in edit_history(original, 0, 20)])
+    early = await store.load("wo-1")
+    later = edit_history(original, 20, 20)
+    await store.append([("wo-1", u) for u in later])
+    await store.compact("wo-1", merge(early), early.last_seq)
+
+    reloaded = await store.load("wo-1")
+    assert reloaded.snapshot_seq == early.last_seq
+    assert reloaded.updates == later
+    assert_same_document(build_doc(reloaded), original)
+
+
+async def test_compaction_of_one_document_leaves_the_others_alone(store: Store) -> None:
+    """Compacting a document never touches another document's log."""
+    first: Doc[Any] = Doc()
+    second: Doc[Any] = Doc()
+    for a, b in zip(edit_history(first, 0, 15), edit_history(second, 100, 15), strict=False):
+        await store.append([("wo-1", a), ("wo-2", b)])
+    stored = await store.load("wo-1")
+    await store.compact("wo-1", merge(stored), stored.last_seq)
+    assert (await store.load("wo-2")).snapshot is None
+    assert_same_document(build_doc(await store.load("wo-2")), second)
+    assert_same_document(build_doc(await store.load("wo-1")), first)
+
+
+def _pending_text_structs() -> tuple[bytes, bytes, str]:
+    first, second = dependent_pair()
+    return first, second, "hello world"
+
+
+def _pending_delete() -> tuple[bytes, bytes, str]:
+    doc: Doc[Any] = Doc()
+    text = doc.get("notes", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text += "abc"
+    del text[1]
+    return updates[0], updates[1], "ac"
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        pytest.param(_pending_text_structs, id="insert-waiting-for-its-origin"),
+        pytest.param(_pending_delete, id="delete-waiting-for-its-target"),
+    ],
+)
+async def test_compaction_keeps_updates_still_waiting_for_a_dependency(
+    store: Store, history: Callable[[], tuple[bytes, bytes, str]]
+) -> None:
+    """An update stored before its dependency survives a compaction (pending structs)."""
+    first, second, expected = history()
+    await store.append([("wo-1", second)])
+    stored = await store.load("wo-1")
+    await store.compact("wo-1", merge(stored), stored.last_seq)
+    await store.append([("wo-1", first)])
+
+    rebuilt = build_doc(await store.load("wo-1"))
+    assert str(rebuilt.get("notes", type=Text)) == expected
+
+
+# -- SQLite only -----------------------------------------------------------------------------------
+
+
+async def test_sqlite_data_survives_closing_and_reopening_the_file(tmp_path: Path) -> None:
+    """Everything committed, log and snapshot, is there after a reopen."""
+    path = tmp_path / "x.db"
+    original: Doc[Any] = Doc()
+    async with SQLiteStore(path) as store:
+        await store.append([("wo-1", u) for u in edit_history(original, 0, 20)])
+        stored = await store.load("wo-1")
+        await store.compact("wo-1", merge(stored), stored.last_seq)
+        seqs = await store.append([("wo-1", u) for u in edit_history(original, 20, 10)])
+        await store.append([("wo-2", b"other")])
+    async with SQLiteStore(path) as store:
+        reloaded = await store.load("wo-1")
+        assert reloaded.last_seq == seqs[-1]
+        assert_same_document(build_doc(reloaded), original)
+        assert await store.documents() == ["wo-1", "wo-2"]
+        assert (await store.append([("wo-1", b"next")]))[0] > seqs[-1] + 1
+
+
+async def test_sqlite_file_that_is_not_a_database_raises_store_error(tmp_path: Path) -> None:
+    """A garbage file surfaces as StoreError (caused by sqlite3.Error), not sqlite3.Error."""
+    path = tmp_path / "x.db"
+    path.write_bytes(b"this is not an SQLite database \x00\xff" * 200)
+    with pytest.raises(StoreError) as caught:
+        async with SQLiteStore(path):
+            pass
+    assert not isinstance(caught.value, sqlite3.Error)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
