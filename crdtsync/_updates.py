@@ -1,11 +1,14 @@
 """Applying updates that came from elsewhere, with pycrdt's failures translated.
 
-pycrdt raises ``ValueError`` for an update it cannot decode, and a malformed
-update that decodes can make yrs panic, which pycrdt surfaces as
+pycrdt raises ``ValueError`` for an update it cannot decode, ``RuntimeError``
+for one that decodes but cannot be integrated ("Cannot apply update: ..."), and
+a malformed update can make yrs panic, which pycrdt surfaces as
 ``pyo3_runtime.PanicException``: a ``BaseException``, not an ``Exception``.
-This is the one place that catches it; everything else sees
-:class:`~crdtsync.exceptions.InvalidUpdate`. After a panic the document may be
-half-changed: the caller must discard it and rebuild it from a trusted source.
+This is the one place that catches them; everything else sees
+:class:`~crdtsync.exceptions.InvalidUpdate`. After a ``RuntimeError`` or a panic
+the document may be half-changed (yrs failed during integration): the error's
+``panicked`` flag is set and the caller must discard the document and rebuild it
+from a trusted source.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ def apply_update(doc: Doc[Any], update: bytes, *, document: str = "", seq: int =
         doc.apply_update(update)
     except ValueError as exc:
         raise InvalidUpdate(f"update does not decode: {exc}", document=document, seq=seq) from exc
+    except RuntimeError as exc:
+        error = InvalidUpdate(
+            f"update does not integrate: {str(exc)[:200]}", document=document, seq=seq
+        )
+        error.panicked = True
+        raise error from exc
     except BaseException as exc:
         if not is_panic(exc):
             raise

@@ -153,7 +153,8 @@ class InvalidUpdate(ProtocolError):
     """An update pycrdt could not apply (it failed to decode, or pycrdt panicked)."""
 
     code = ErrorCode.INVALID_UPDATE
-    #: True when pycrdt panicked: the document it was applied to must be rebuilt.
+    #: True when pycrdt failed while integrating (a panic, or a RuntimeError): the
+    #: document it was applied to may be half-changed and must be rebuilt.
     panicked: bool = False
 
 

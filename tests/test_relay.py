@@ -600,12 +600,6 @@ async def test_bad_input_closes_only_the_offender(case: BadInput) -> None:
         assert h.relay.stats.protocol_errors == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Error for an invalid document name is addressed to that invalid name "
-    "(SyncSession._fail uses error.document), so a device's own SyncSession refuses the "
-    "frame as a protocol violation instead of reporting the error",
-)
 async def test_an_invalid_document_name_error_is_readable_by_a_device_session() -> None:
     """A device's session reads the INVALID_DOCUMENT_NAME Error the relay sends."""
     async with running(MemoryStore()) as h:
@@ -713,12 +707,6 @@ async def test_an_update_that_makes_pycrdt_panic_is_refused_and_the_room_recover
         assert await stored_content(h.store) == content(doc_of(*history[: index + 1]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="crdtsync/_updates.apply_update translates ValueError and panics but not the "
-    "RuntimeError pycrdt raises for some structurally invalid updates, so the relay's "
-    "serve() raises instead of refusing the update",
-)
 async def test_an_update_that_makes_pycrdt_raise_runtime_error_is_refused() -> None:
     """An update pycrdt rejects with RuntimeError is refused like any invalid update."""
     history = _history()
@@ -763,17 +751,7 @@ class StalledLink:
 
 @pytest.mark.parametrize(
     "link",
-    [
-        "stalled-link",
-        pytest.param(
-            "bounded-memory-channel",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="MemoryChannel.close() calls put_nowait on the peer's bounded inbox "
-                "and raises asyncio.QueueFull when it is full, which escapes Relay.serve",
-            ),
-        ),
-    ],
+    ["stalled-link", "bounded-memory-channel"],
 )
 async def test_a_peer_that_never_reads_is_disconnected_as_a_slow_consumer(link: str) -> None:
     """A stalled peer is cut off (SLOW_CONSUMER, 1013); the pushing peer is acked throughout."""

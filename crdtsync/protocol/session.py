@@ -333,9 +333,10 @@ class SyncSession:
 
     def _fail(self, error: ProtocolError) -> ConnectionFailed:
         self.failure = error
-        return ConnectionFailed(
-            error, self.send_error(error.document, error.code, str(error), error.seq)
-        )
+        # An error about a name that is not a valid document name cannot be addressed to
+        # it (the peer's session would refuse the frame): it is a connection-level error.
+        document = "" if isinstance(error, InvalidDocumentName) else error.document
+        return ConnectionFailed(error, self.send_error(document, error.code, str(error), error.seq))
 
     # -- sending -----------------------------------------------------------------------------
 

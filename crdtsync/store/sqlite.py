@@ -7,7 +7,10 @@ Schema (portable SQL; PostgreSQL takes the same statements with BIGSERIAL):
 * ``snapshots(document PRIMARY KEY, data, through_seq)``.
 
 One process writes a store file (the relay owns its connection); sequences of a
-batch are therefore contiguous. ``synchronous`` defaults to ``FULL``: a commit
+batch are therefore contiguous. Every operation holds the store's lock for its
+whole length: the connection is shared, and a compaction must not begin its
+transaction while a group commit is inside one (or read a half-written batch).
+``synchronous`` defaults to ``FULL``: a commit
 is on disk when :meth:`append` returns, which is what an acknowledgement promises
 (``NORMAL`` survives a killed process but not a power cut).
 This module only executes SQL: when to compact is decided in ``compaction``.
@@ -15,6 +18,7 @@ This module only executes SQL: when to compact is decided in ``compaction``.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +59,7 @@ class SQLiteStore:
         self.path = Path(path)
         self.synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
         try:
@@ -91,6 +96,12 @@ class SQLiteStore:
         db = self._conn
         if not entries:
             return []
+        async with self._lock:
+            return await self._append(db, entries)
+
+    async def _append(
+        self, db: aiosqlite.Connection, entries: Sequence[tuple[str, bytes]]
+    ) -> list[int]:
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -109,7 +120,10 @@ class SQLiteStore:
         return list(range(last - len(entries) + 1, last + 1))
 
     async def load(self, document: str) -> StoredDocument:
-        db = self._conn
+        async with self._lock:
+            return await self._load(self._conn, document)
+
+    async def _load(self, db: aiosqlite.Connection, document: str) -> StoredDocument:
         try:
             async with db.execute(
                 "SELECT data, through_seq FROM snapshots WHERE document = ?", (document,)
@@ -128,7 +142,12 @@ class SQLiteStore:
         )
 
     async def compact(self, document: str, snapshot: bytes, through_seq: int) -> None:
-        db = self._conn
+        async with self._lock:
+            await self._compact(self._conn, document, snapshot, through_seq)
+
+    async def _compact(
+        self, db: aiosqlite.Connection, document: str, snapshot: bytes, through_seq: int
+    ) -> None:
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
@@ -149,8 +168,12 @@ class SQLiteStore:
             raise StoreError(f"compaction of {document!r} failed: {exc}") from exc
 
     async def documents(self) -> list[str]:
+        async with self._lock:
+            return await self._documents(self._conn)
+
+    async def _documents(self, db: aiosqlite.Connection) -> list[str]:
         try:
-            async with self._conn.execute(
+            async with db.execute(
                 "SELECT document FROM updates UNION SELECT document FROM snapshots ORDER BY 1"
             ) as cursor:
                 return [str(row[0]) for row in await cursor.fetchall()]
@@ -159,7 +182,7 @@ class SQLiteStore:
 
     async def ping(self) -> None:
         try:
-            async with self._conn.execute("SELECT 1") as cursor:
+            async with self._lock, self._conn.execute("SELECT 1") as cursor:
                 await cursor.fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"store unreachable: {exc}") from exc

@@ -6,6 +6,7 @@ from the store after a compaction must hold exactly what the original held.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from itertools import pairwise
@@ -280,3 +281,28 @@ async def test_sqlite_file_that_is_not_a_database_raises_store_error(tmp_path: P
             pass
     assert not isinstance(caught.value, sqlite3.Error)
     assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+async def test_appends_and_compactions_running_concurrently_keep_every_update(
+    store: Store,
+) -> None:
+    """Group commits and compactions interleave on one store without colliding or losing."""
+    original: Doc[Any] = Doc()
+    updates = edit_history(original, 0, 120)
+
+    async def writer(chunk: list[bytes]) -> None:
+        for update in chunk:
+            await store.append([("doc", update)])
+
+    async def compactor() -> None:
+        for _ in range(20):
+            stored = await store.load("doc")
+            await store.compact("doc", merge(stored), stored.last_seq)
+            await asyncio.sleep(0)
+
+    # One writer keeps the updates in order (a client's updates are never reordered);
+    # compactions run while its transactions are in flight.
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(writer(updates))
+        tasks.create_task(compactor())
+    assert_same_document(build_doc(await store.load("doc")), original)
