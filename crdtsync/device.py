@@ -16,6 +16,11 @@ How nothing gets lost or reordered:
   also repairs anything the relay lost.
 * Later local edits go out one Push each, in outbox order. An Ack for ``seq``
   means the relay committed everything up to it; only then do outbox rows go.
+* Updates received from the relay and outbox rows dropped by Acks are written
+  behind, in one transaction per burst (or together with the next local edit,
+  before it): after a crash the resume handshake fetches and acknowledges them
+  again, so holding them back loses nothing and saves a commit per frame.
+  Pending counts and rejections are kept in memory, mirrored from the file.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +54,7 @@ from .protocol import (
     UpdateReceived,
     validate_document_name,
 )
-from .store import LocalStore, build_doc
+from .store import LocalStore, build_doc, merge
 from .transport import Channel, Connector
 
 __all__ = ["Backoff", "Device", "DeviceStatus", "Rejection"]
@@ -57,6 +63,7 @@ log = logging.getLogger("crdtsync.device")
 
 _EMPTY_UPDATE = b"\x00\x00"
 _COMPACT_EVERY = 500
+_MAX_HELD_BACK = 512  # received updates held back before a write is forced
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +148,11 @@ class Device:
         self._rng = random.Random(seed)
         self._store: LocalStore | None = None
         self._replicas: dict[str, _Replica] = {}
-        self._pending: dict[str, int] = {}
+        self._outbox: dict[str, deque[int]] = {}
+        self._rejected: list[Rejection] = []
+        self._held_remote: list[tuple[str, bytes]] = []
+        self._held_acks: dict[str, int] = {}
+        self._flush_handle: asyncio.Handle | None = None
         self._online = asyncio.Event()
         if online and connector is not None:
             self._online.set()
@@ -165,7 +176,8 @@ class Device:
             self._open_replica(name)
         for name in self._initial_documents:
             self._open_replica(name)
-        self._pending = self._store.pending_all()
+        self._outbox = {name: deque(seqs) for name, seqs in self._store.outbox().items()}
+        self._rejected = [Rejection(*row) for row in self._store.rejected()]
         self._last_sync = self._store.last_synced()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -188,6 +200,7 @@ class Device:
         for replica in self._replicas.values():
             replica.doc.unobserve(replica.subscription)
         if self._store is not None:
+            self.flush()
             self._store.close()
             self._store = None
 
@@ -240,32 +253,58 @@ class Device:
         if self._applying_remote or update == _EMPTY_UPDATE:
             return
         replica = self._replicas[name]
-        seq = self.store.record_local(name, update)
-        self._pending[name] = self._pending.get(name, 0) + 1
+        remote, acks = self._take_held()
+        seq = self.store.record((name, update), remote, acks)
+        self._outbox.setdefault(name, deque()).append(seq)
         replica.since_compaction += 1
         if replica.live and self._session is not None and self._outgoing is not None:
             self._outgoing.put_nowait(self._session.send_push(name, seq, update))
         self._notify()
 
     def _compact(self, replica: _Replica) -> None:
+        # Merge what is stored rather than replica.doc.get_update(), which leaves out
+        # updates still waiting for a missing dependency.
+        self.flush()
         stored = self.store.load(replica.name)
-        self.store.compact(replica.name, replica.doc.get_update(), stored.last_seq)
+        self.store.compact(replica.name, merge(stored), stored.last_seq)
         replica.since_compaction = 0
+
+    # -- writing behind --------------------------------------------------------------------------
+
+    def _take_held(self) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
+        remote, acks = self._held_remote, self._held_acks
+        self._held_remote, self._held_acks = [], {}
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        return remote, acks
+
+    def _hold(self) -> None:
+        """Write what is held back once this burst of frames is handled."""
+        if len(self._held_remote) >= _MAX_HELD_BACK:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write received updates and acknowledgements held back so far (one transaction)."""
+        remote, acks = self._take_held()
+        if remote or acks:
+            self.store.record(None, remote, acks)
 
     # -- status --------------------------------------------------------------------------------
 
     @property
     def status(self) -> DeviceStatus:
-        rejected = [Rejection(*row) for row in self.store.rejected()] if self._store else []
         return DeviceStatus(
             online=self._online.is_set(),
             connected=self._session is not None,
-            pending={name: self._pending.get(name, 0) for name in self._replicas},
+            pending={name: len(self._outbox.get(name, ())) for name in self._replicas},
             synced={name: r.synced for name, r in self._replicas.items()},
             last_sync=self._last_sync,
             reconnects=self._reconnects,
             last_error=self._last_error,
-            rejected=rejected,
+            rejected=list(self._rejected),
         )
 
     def _notify(self) -> None:
@@ -397,14 +436,21 @@ class Device:
             case SyncRequested(document=name, state_vector=sv):
                 self._resume(session, name, sv)
             case AckReceived(document=name, seq=seq):
-                self._pending[name] = self.store.acknowledge(name, seq)
+                outbox = self._outbox.get(name)
+                while outbox and outbox[0] <= seq:
+                    outbox.popleft()
+                self._held_acks[name] = max(seq, self._held_acks.get(name, 0))
+                self._hold()
                 self._after_sync()
             case ErrorReceived(document=name, code=code, seq=seq, message=message):
                 self._last_error = f"relay error {int(code)} on {name or 'connection'}: {message}"
                 log.warning("%s: %s", self.name, self._last_error)
                 if name and seq:
                     self.store.reject(name, seq, int(code), message)
-                    self._pending[name] = self.store.pending(name)
+                    self._rejected.append(Rejection(name, seq, int(code), message))
+                    outbox = self._outbox.get(name)
+                    if outbox and seq in outbox:
+                        outbox.remove(seq)
                 self._notify()
             case ConnectionFailed(error=error, data=frame):
                 self._last_error = f"relay broke the protocol: {error}"
@@ -429,13 +475,15 @@ class Device:
             return
         finally:
             self._applying_remote = False
-        self.store.record_remote(name, update)
+        self._held_remote.append((name, update))
+        self._hold()
         replica.since_compaction += 1
         if replica.since_compaction >= _COMPACT_EVERY:
             self._compact(replica)
         self._notify()
 
     def _reload(self, replica: _Replica) -> None:
+        self.flush()
         replica.doc.unobserve(replica.subscription)
         del self._replicas[replica.name]
         self._open_replica(replica.name)
@@ -449,7 +497,8 @@ class Device:
         except ValueError as exc:
             self._last_error = f"relay sent an invalid state vector for {name}: {exc}"
             return
-        seq = self.store.last_outbox_seq(name)
+        outbox = self._outbox.get(name)
+        seq = outbox[-1] if outbox else 0
         if (diff != _EMPTY_UPDATE or seq) and self._outgoing is not None:
             self._outgoing.put_nowait(session.send_push(name, seq, diff))
         replica.live = True
@@ -458,7 +507,7 @@ class Device:
         if (
             self._session is not None
             and all(r.synced for r in self._replicas.values())
-            and not any(self._pending.values())
+            and not any(self._outbox.values())
         ):
             if self._last_sync is None or not self._fully_synced:
                 with contextlib.suppress(StoreError):

@@ -27,17 +27,16 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from pycrdt import Doc, Subscription, TransactionEvent, get_update
 
+from ._connection import RelayConnection
 from ._updates import apply_update
 from .exceptions import (
     CloseCode,
@@ -60,7 +59,7 @@ from .protocol import (
 from .store import CompactionPolicy, Store, build_doc, merge
 from .transport import Channel
 
-__all__ = ["Relay", "RelayConfig", "RelayStats"]
+__all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats"]
 
 log = logging.getLogger("crdtsync.relay")
 
@@ -107,7 +106,7 @@ class _Room:
     doc: Doc[Any]
     committed_seq: int
     log_entries: int
-    peers: set[_Connection] = field(default_factory=set)
+    peers: set[RelayConnection] = field(default_factory=set)
     uncommitted: int = 0
     last_active: float = field(default_factory=time.monotonic)
     changed: bool = False
@@ -127,72 +126,41 @@ class _Write:
 
     room: _Room
     data: bytes | None
-    connection: _Connection | None
+    connection: RelayConnection | None
     seq: int | None
+    received: float = field(default_factory=time.perf_counter)
 
 
-class _Connection:
-    """Relay side of one peer: its session, its bounded send queue and its rooms."""
+class RelayObserver(Protocol):
+    """Receives measurements as they happen (metrics); every method must return quickly."""
 
-    _ids = itertools.count(1)
+    def on_commit(self, batch_size: int, seconds: float) -> None:
+        """A group commit of ``batch_size`` updates took ``seconds``."""
 
-    def __init__(
-        self, channel: Channel, session: SyncSession, queue_size: int, peer: str, stats: RelayStats
-    ) -> None:
-        self.id = next(self._ids)
-        self.stats = stats
-        self.peer = peer or f"conn-{self.id}"
-        self.channel = channel
-        self.session = session
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
-        self.rooms: dict[str, _Room] = {}
-        self.close_code: int = CloseCode.NORMAL
-        self.close_reason = ""
-        self.closing = False
+    def on_ack(self, latency_seconds: float) -> None:
+        """An update was acknowledged ``latency_seconds`` after it arrived."""
 
-    def send(self, frame: bytes) -> bool:
-        """Queue a frame; a full queue fails the connection as a slow consumer."""
-        if self.closing or not frame:
-            return not self.closing
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.stats.slow_consumers += 1
-            self.fail(ErrorCode.SLOW_CONSUMER, CloseCode.TRY_AGAIN_LATER, "send queue full")
-            return False
-        return True
-
-    def finish(self) -> None:
-        """The peer is gone or done: stop the writer after what is queued."""
-        if not self.closing:
-            self.closing = True
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(None)
-
-    def fail(self, code: ErrorCode, close_code: int, reason: str, *, frame: bytes = b"") -> None:
-        """Stop reading and writing: send ``frame`` (or a fresh Error), then close."""
-        if self.closing:
-            return
-        self.closing = True
-        self.close_code, self.close_reason = close_code, reason[:120]
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        error = frame or self.session.send_error("", code, reason)
-        if error:
-            self.queue.put_nowait(error)
-        self.queue.put_nowait(None)
+    def on_reject(self, document: str, code: int) -> None:
+        """An update or frame was refused with error ``code``."""
 
 
 class Relay:
     """Serves any number of connections over one store. Use with ``async with``."""
 
-    def __init__(self, store: Store, config: RelayConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: RelayConfig | None = None,
+        *,
+        observer: RelayObserver | None = None,
+    ) -> None:
         self.store = store
         self.config = config or RelayConfig()
+        self.observer = observer
         self.stats = RelayStats()
         self._rooms: dict[str, _Room] = {}
         self._loading: dict[str, asyncio.Future[_Room]] = {}
-        self._connections: set[_Connection] = set()
+        self._connections: set[RelayConnection] = set()
         self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._room_space = asyncio.Condition()
         self._tasks: asyncio.TaskGroup | None = None
@@ -256,13 +224,15 @@ class Relay:
             max_update_size=self.config.max_update_size,
             max_documents=self.config.max_documents_per_connection,
         )
-        connection = _Connection(channel, session, self.config.send_queue_size, peer, self.stats)
+        connection = RelayConnection(
+            channel, session, self.config.send_queue_size, peer, self._count_slow_consumer
+        )
         self._connections.add(connection)
         self.stats.connections += 1
         self.stats.connections_total += 1
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._write_loop(connection))
+                tasks.create_task(connection.write_loop())
                 if document is not None:
                     await self._join(connection, document, None)
                 await self._read_loop(connection)
@@ -274,7 +244,7 @@ class Relay:
                 room.peers.discard(connection)
                 room.last_active = time.monotonic()
 
-    async def _read_loop(self, connection: _Connection) -> None:
+    async def _read_loop(self, connection: RelayConnection) -> None:
         while not connection.closing:
             try:
                 data = await connection.channel.recv()
@@ -291,29 +261,22 @@ class Relay:
                     log.error("store failure serving %s: %s", connection.peer, exc)
                     connection.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, str(exc))
 
-    async def _write_loop(self, connection: _Connection) -> None:
-        try:
-            while True:
-                frame = await connection.queue.get()
-                if frame is None:
-                    break
-                await connection.channel.send(frame)
-        except ConnectionClosed:
-            connection.closing = True
-        with contextlib.suppress(ConnectionClosed, OSError):
-            await connection.channel.close(connection.close_code, connection.close_reason)
+    def _count_slow_consumer(self) -> None:
+        self.stats.slow_consumers += 1
 
-    def _refuse(self, connection: _Connection, error: ProtocolError) -> None:
+    def _refuse(self, connection: RelayConnection, error: ProtocolError) -> None:
         self.stats.protocol_errors += 1
         if isinstance(error, InvalidUpdate):
             self.stats.rejected_updates += 1
+        if self.observer is not None:
+            self.observer.on_reject(error.document, int(error.code))
         log.warning("closing %s: %s (%s)", connection.peer, error, error.code.name)
         frame = connection.session.send_error(error.document, error.code, str(error), error.seq)
         connection.fail(error.code, error.close_code, str(error), frame=frame)
 
     # -- events ----------------------------------------------------------------------------------
 
-    async def _handle(self, connection: _Connection, event: Event) -> None:
+    async def _handle(self, connection: RelayConnection, event: Event) -> None:
         match event:
             case ConnectionFailed(error=error, data=frame):
                 self.stats.protocol_errors += 1
@@ -341,7 +304,7 @@ class Relay:
             case _:
                 pass  # Acks, errors and statuses are refused by the session table for the relay.
 
-    async def _join(self, connection: _Connection, name: str, sv: bytes | None) -> None:
+    async def _join(self, connection: RelayConnection, name: str, sv: bytes | None) -> None:
         room = await self._load(name)
         room.peers.add(connection)
         connection.rooms[name] = room
@@ -351,7 +314,7 @@ class Relay:
         else:  # y-websocket: the server speaks first with its state vector
             connection.send(connection.session.send_step1(name, room.doc.get_state()))
 
-    async def _room_of(self, connection: _Connection, name: str) -> _Room:
+    async def _room_of(self, connection: RelayConnection, name: str) -> _Room:
         room = connection.rooms.get(name)
         if room is None or room.broken:
             room = await self._load(name)
@@ -359,7 +322,7 @@ class Relay:
             connection.rooms[name] = room
         return room
 
-    def _send_sync(self, connection: _Connection, room: _Room, sv: bytes) -> None:
+    def _send_sync(self, connection: RelayConnection, room: _Room, sv: bytes) -> None:
         try:
             diff = room.doc.get_update(sv)
         except ValueError as exc:
@@ -369,7 +332,7 @@ class Relay:
         connection.send(session.send_step1(room.name, room.doc.get_state()))
 
     async def _receive_update(
-        self, connection: _Connection, name: str, update: bytes, seq: int | None
+        self, connection: RelayConnection, name: str, update: bytes, seq: int | None
     ) -> None:
         self.stats.updates_received += 1
         if self._writes.qsize() >= self.config.max_uncommitted:
@@ -394,7 +357,7 @@ class Relay:
             room.uncommitted += 1
             for peer in room.peers:
                 if peer is not connection:
-                    peer.send(peer.session.send_update(name, update))
+                    peer.send_update(name, update)
         self._writes.put_nowait(_Write(room, update if changed else None, connection, seq))
 
     # -- rooms -----------------------------------------------------------------------------------
@@ -467,6 +430,7 @@ class Relay:
         entries: list[tuple[str, bytes]] = [
             (w.room.name, w.data) for w in batch if w.data is not None
         ]
+        started = time.perf_counter()
         try:
             seqs = await self.store.append(entries)
         except StoreError as exc:
@@ -477,17 +441,29 @@ class Relay:
                 if w.connection is not None:
                     w.connection.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, str(exc))
             return
+        committed_at = time.perf_counter()
         self.stats.commits += 1
         self.stats.last_batch_size = len(entries)
         self.stats.updates_stored += len(entries)
+        if self.observer is not None and entries:
+            self.observer.on_commit(len(entries), committed_at - started)
         stored = iter(seqs)
+        # Acks are cumulative: one per connection and document covers the whole batch.
+        answers: dict[tuple[RelayConnection, str, bool], _Write] = {}
         for w in batch:
             if w.data is not None:
                 w.room.committed_seq = next(stored)
                 w.room.uncommitted -= 1
                 w.room.log_entries += 1
             if w.connection is not None:
-                self._acknowledge(w)
+                key = (w.connection, w.room.name, w.seq is None)
+                last = answers.get(key)
+                if last is None or (w.seq or 0) >= (last.seq or 0):
+                    answers[key] = w
+                if self.observer is not None:
+                    self.observer.on_ack(committed_at - w.received)
+        for w in answers.values():
+            self._acknowledge(w)
         for barrier, done in list(self._flush_waiters):
             if any(w.room is barrier for w in batch):
                 self._flush_waiters.remove((barrier, done))

@@ -14,12 +14,20 @@ Writes use the standard-library ``sqlite3`` synchronously, on purpose: pycrdt
 calls document observers synchronously, and recording the change inside that
 callback means a local edit is on disk before the edit call returns, so a
 device killed a moment later loses nothing. Each write is one short WAL commit.
+
+:meth:`LocalStore.record` writes a local change together with whatever the
+device held back (updates received from the relay, outbox rows acknowledged),
+in one transaction and in that order. Holding those back is safe: a received
+update missing after a crash is fetched again on the next resume (the device's
+state vector does not cover it), and an acknowledged row still in the outbox is
+acknowledged again by the resume handshake.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,6 +153,41 @@ class LocalStore:
                 ("INSERT INTO outbox (seq, document) VALUES (last_insert_rowid(), ?)", (name,)),
             ]
         )
+
+    def record(
+        self,
+        local: tuple[str, bytes] | None = None,
+        remote: Sequence[tuple[str, bytes]] = (),
+        acks: Mapping[str, int] | None = None,
+    ) -> int:
+        """One transaction: ``remote`` updates, then outbox rows up to ``acks[document]``
+        dropped, then ``local`` stored and queued. Returns the local change's outbox
+        sequence (0 without one)."""
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            ("INSERT INTO updates (document, data) VALUES (?, ?)", (name, update))
+            for name, update in remote
+        ]
+        statements += [
+            ("DELETE FROM outbox WHERE document = ? AND seq <= ?", (name, seq))
+            for name, seq in (acks or {}).items()
+        ]
+        if local is not None:
+            statements += [
+                ("INSERT INTO updates (document, data) VALUES (?, ?)", local),
+                ("INSERT INTO outbox (seq, document) VALUES (last_insert_rowid(), ?)", local[:1]),
+            ]
+        if not statements:
+            return 0
+        last = self._write(statements)
+        return last if local is not None else 0
+
+    def outbox(self) -> dict[str, list[int]]:
+        """Every outbox sequence, per document, in order."""
+        rows = self._rows("SELECT document, seq FROM outbox ORDER BY seq")
+        result: dict[str, list[int]] = {}
+        for document, seq in rows:
+            result.setdefault(str(document), []).append(int(seq))
+        return result
 
     def record_remote(self, name: str, update: bytes) -> int:
         """Store an update received from the relay."""
