@@ -62,7 +62,7 @@ __all__ = ["Backoff", "Device", "DeviceStatus", "Rejection"]
 log = logging.getLogger("crdtsync.device")
 
 _EMPTY_UPDATE = b"\x00\x00"
-_COMPACT_EVERY = 500
+_COMPACT_EVERY = 500  # log entries, at least, between two compactions of a replica
 _MAX_HELD_BACK = 512  # received updates held back before a write is forced
 
 
@@ -119,7 +119,10 @@ class _Replica:
     subscription: Subscription
     synced: bool = False
     live: bool = False  # the resume diff went out on this connection: push edits one by one
-    since_compaction: int = 0
+    since_compaction: int = 0  # log entries written since the last compaction
+    log_bytes: int = 0  # their size
+    base_bytes: int = 0  # size of the last snapshot: compaction waits for a log worth a quarter
+    compaction_due: bool = False
 
 
 class Device:
@@ -256,18 +259,36 @@ class Device:
         remote, acks = self._take_held()
         seq = self.store.record((name, update), remote, acks)
         self._outbox.setdefault(name, deque()).append(seq)
-        replica.since_compaction += 1
+        self._count_logged(replica, update)
         if replica.live and self._session is not None and self._outgoing is not None:
             self._outgoing.put_nowait(self._session.send_push(name, seq, update))
         self._notify()
 
+    def _count_logged(self, replica: _Replica, update: bytes) -> None:
+        """Count a logged update; compact the replica's log soon (not inside the edit call)
+        once it holds enough entries and at least a quarter of the snapshot's size."""
+        replica.since_compaction += 1
+        replica.log_bytes += len(update)
+        if (
+            not replica.compaction_due
+            and replica.since_compaction >= _COMPACT_EVERY
+            and replica.log_bytes * 4 >= replica.base_bytes
+        ):
+            replica.compaction_due = True
+            asyncio.get_running_loop().call_soon(self._compact, replica)
+
     def _compact(self, replica: _Replica) -> None:
+        replica.compaction_due = False
+        if self._store is None or self._replicas.get(replica.name) is not replica:
+            return  # closed or reloaded meanwhile
         # Merge what is stored rather than replica.doc.get_update(), which leaves out
         # updates still waiting for a missing dependency.
         self.flush()
         stored = self.store.load(replica.name)
-        self.store.compact(replica.name, merge(stored), stored.last_seq)
-        replica.since_compaction = 0
+        snapshot = merge(stored)
+        self.store.compact(replica.name, snapshot, stored.last_seq)
+        replica.since_compaction = replica.log_bytes = 0
+        replica.base_bytes = len(snapshot)
 
     # -- writing behind --------------------------------------------------------------------------
 
@@ -477,9 +498,7 @@ class Device:
             self._applying_remote = False
         self._held_remote.append((name, update))
         self._hold()
-        replica.since_compaction += 1
-        if replica.since_compaction >= _COMPACT_EVERY:
-            self._compact(replica)
+        self._count_logged(replica, update)
         self._notify()
 
     def _reload(self, replica: _Replica) -> None:

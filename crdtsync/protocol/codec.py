@@ -23,6 +23,8 @@ _MAX_UINT = (1 << 64) - 1
 
 def write_var_uint(value: int) -> bytes:
     """Encode a non-negative integer below 2**64 as a lib0 var-uint."""
+    if 0 <= value < 0x80:
+        return bytes((value,))
     if value < 0 or value > _MAX_UINT:
         raise ValueError(f"var-uint out of range: {value}")
     out = bytearray()
@@ -61,6 +63,13 @@ class Reader:
         return len(self._data) - self._pos
 
     def read_var_uint(self) -> int:
+        pos = self._pos
+        if pos < len(self._data) and self._data[pos] < 0x80:  # one byte: most lengths and types
+            self._pos = pos + 1
+            return self._data[pos]
+        return self._read_long_var_uint()
+
+    def _read_long_var_uint(self) -> int:
         value = 0
         shift = 0
         for count in range(_MAX_VARUINT_BYTES):
