@@ -21,7 +21,16 @@ type  message          payload
 100   Push             var-uint seq, var-bytes update  (device → relay, acknowledged)
 101   Ack              var-uint seq: every Push up to seq for this document is durable
 102   Error            var-uint code, var-uint seq, var-string message
+103   Submit           var-string key, var-uint seq, var-string JSON body (device → relay)
+104   SubmitResult     var-string key, var-string JSON body (relay → device)
+105   BlobPut          var-string sha256, var-uint size, var-uint offset, var-bytes chunk
+106   BlobQuery        var-string sha256, var-uint size (device → relay: how much is there?)
+107   BlobStatus       var-string sha256, var-uint bytes held, var-uint state (relay → device)
 ====  ===============  ==============================================================
+
+Blob messages are addressed to the document that references the blob (access
+rules are per document); a sha256 is 64 lowercase hex digits. Submission keys
+are 1 to 128 characters of ``[A-Za-z0-9._:-]``.
 
 Decoding is strict: a frame must be consumed exactly, unknown types and
 subtypes are :class:`DecodeError`.
@@ -29,6 +38,7 @@ subtypes are :class:`DecodeError`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -38,6 +48,10 @@ from .codec import Reader, write_var_bytes, write_var_string, write_var_uint
 __all__ = [
     "Ack",
     "Awareness",
+    "BlobPut",
+    "BlobQuery",
+    "BlobState",
+    "BlobStatus",
     "Close",
     "Error",
     "Frame",
@@ -45,6 +59,8 @@ __all__ = [
     "MessageType",
     "Push",
     "QueryAwareness",
+    "Submit",
+    "SubmitResult",
     "SyncStatus",
     "SyncStep1",
     "SyncStep2",
@@ -68,6 +84,17 @@ class MessageType(IntEnum):
     PUSH = 100
     ACK = 101
     ERROR = 102
+    SUBMIT = 103
+    SUBMIT_RESULT = 104
+    BLOB_PUT = 105
+    BLOB_QUERY = 106
+    BLOB_STATUS = 107
+
+
+class BlobState(IntEnum):
+    PARTIAL = 0  # the relay holds the first ``have`` bytes: send the rest
+    COMPLETE = 1  # stored and verified by its hash
+    REFUSED = 2  # the bytes did not hash to the name, or the blob is too large: start over
 
 
 class SyncSubtype(IntEnum):
@@ -153,6 +180,61 @@ class Error:
             return self.code
 
 
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Send a document for validation and an immutable record; idempotent by ``key``.
+
+    ``seq`` is the document's newest outbox sequence when the submission was queued:
+    the relay answers only once everything up to it is committed. ``body`` is JSON.
+    """
+
+    key: str
+    seq: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """The relay's answer to Submit ``key``; ``body`` is JSON. The same key, the same answer."""
+
+    key: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPut:
+    """Bytes ``offset`` to ``offset + len(data)`` of the blob named ``sha256`` (``size`` in all)."""
+
+    sha256: str
+    size: int
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlobQuery:
+    """Ask how much of the blob the relay holds (it answers with BlobStatus)."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStatus:
+    """How much of a blob the relay holds, and whether it is complete."""
+
+    sha256: str
+    have: int
+    state: int
+
+    @property
+    def blob_state(self) -> BlobState | int:
+        try:
+            return BlobState(self.state)
+        except ValueError:
+            return self.state
+
+
 Message = (
     SyncStep1
     | SyncStep2
@@ -164,7 +246,15 @@ Message = (
     | Push
     | Ack
     | Error
+    | Submit
+    | SubmitResult
+    | BlobPut
+    | BlobQuery
+    | BlobStatus
 )
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +293,34 @@ def encode_message(message: Message) -> bytes:
                 + write_var_uint(seq)
                 + write_var_string(text)
             )
+        case Submit(key=key, seq=seq, body=body):
+            return (
+                bytes((MessageType.SUBMIT,))
+                + write_var_string(key)
+                + write_var_uint(seq)
+                + write_var_string(body)
+            )
+        case SubmitResult(key=key, body=body):
+            return (
+                bytes((MessageType.SUBMIT_RESULT,)) + write_var_string(key) + write_var_string(body)
+            )
+        case BlobPut(sha256=sha, size=size, offset=offset, data=data):
+            return (
+                bytes((MessageType.BLOB_PUT,))
+                + write_var_string(sha)
+                + write_var_uint(size)
+                + write_var_uint(offset)
+                + write_var_bytes(data)
+            )
+        case BlobQuery(sha256=sha, size=size):
+            return bytes((MessageType.BLOB_QUERY,)) + write_var_string(sha) + write_var_uint(size)
+        case BlobStatus(sha256=sha, have=have, state=state):
+            return (
+                bytes((MessageType.BLOB_STATUS,))
+                + write_var_string(sha)
+                + write_var_uint(have)
+                + write_var_uint(state)
+            )
     raise TypeError(f"not a message: {message!r}")  # pragma: no cover
 
 
@@ -239,10 +357,37 @@ def _read_message(reader: Reader) -> Message:
         message = Ack(reader.read_var_uint())
     elif kind == MessageType.ERROR:
         message = Error(reader.read_var_uint(), reader.read_var_uint(), reader.read_var_string())
+    elif kind == MessageType.SUBMIT:
+        message = Submit(_read_key(reader), reader.read_var_uint(), reader.read_var_string())
+    elif kind == MessageType.SUBMIT_RESULT:
+        message = SubmitResult(_read_key(reader), reader.read_var_string())
+    elif kind == MessageType.BLOB_PUT:
+        sha, size, offset = _read_sha(reader), reader.read_var_uint(), reader.read_var_uint()
+        message = BlobPut(sha, size, offset, reader.read_var_bytes())
+        if offset + len(message.data) > size:
+            raise DecodeError(f"blob chunk ends at {offset + len(message.data)}, past size {size}")
+    elif kind == MessageType.BLOB_QUERY:
+        message = BlobQuery(_read_sha(reader), reader.read_var_uint())
+    elif kind == MessageType.BLOB_STATUS:
+        message = BlobStatus(_read_sha(reader), reader.read_var_uint(), reader.read_var_uint())
     else:
         raise DecodeError(f"unknown message type {kind}")
     reader.finish()
     return message
+
+
+def _read_sha(reader: Reader) -> str:
+    sha = reader.read_var_string()
+    if not _SHA256.fullmatch(sha):
+        raise DecodeError(f"not a sha256 (64 lowercase hex digits): {sha[:80]!r}")
+    return sha
+
+
+def _read_key(reader: Reader) -> str:
+    key = reader.read_var_string()
+    if not _KEY.fullmatch(key):
+        raise DecodeError(f"invalid submission key {key[:80]!r}")
+    return key
 
 
 def decode_message(data: bytes) -> Message:

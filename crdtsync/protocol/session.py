@@ -38,11 +38,16 @@ from ..exceptions import (
 from .messages import (
     Ack,
     Awareness,
+    BlobPut,
+    BlobQuery,
+    BlobStatus,
     Close,
     Error,
     Message,
     Push,
     QueryAwareness,
+    Submit,
+    SubmitResult,
     SyncStatus,
     SyncStep1,
     SyncStep2,
@@ -56,6 +61,9 @@ from .messages import (
 __all__ = [
     "AckReceived",
     "AwarenessReceived",
+    "BlobChunkReceived",
+    "BlobQueried",
+    "BlobStatusReceived",
     "ConnectionFailed",
     "DocState",
     "DocumentClosed",
@@ -63,6 +71,8 @@ __all__ = [
     "Event",
     "Role",
     "StatusReceived",
+    "SubmissionAnswered",
+    "SubmissionReceived",
     "SyncRequested",
     "SyncSession",
     "Synced",
@@ -106,6 +116,9 @@ TRANSITIONS: dict[tuple[Role, DocState, type[Message]], DocState] = {
     (Role.RELAY, _G, QueryAwareness): _G,
     (Role.RELAY, _G, Close): _C,
     (Role.RELAY, _C, Close): _C,
+    (Role.RELAY, _G, Submit): _G,
+    (Role.RELAY, _G, BlobPut): _G,
+    (Role.RELAY, _G, BlobQuery): _G,
     # The device: it opened the document; the relay answers, then streams.
     (Role.DEVICE, _O, SyncStep2): _G,
     (Role.DEVICE, _G, SyncStep2): _G,
@@ -127,6 +140,13 @@ TRANSITIONS: dict[tuple[Role, DocState, type[Message]], DocState] = {
     (Role.DEVICE, _C, Error): _C,
     (Role.DEVICE, _O, Error): _O,
     (Role.DEVICE, _G, Error): _G,
+    # Answers may arrive after the relay closed the document (access withdrawn).
+    (Role.DEVICE, _C, SubmitResult): _C,
+    (Role.DEVICE, _O, SubmitResult): _O,
+    (Role.DEVICE, _G, SubmitResult): _G,
+    (Role.DEVICE, _C, BlobStatus): _C,
+    (Role.DEVICE, _O, BlobStatus): _O,
+    (Role.DEVICE, _G, BlobStatus): _G,
 }
 
 
@@ -192,6 +212,55 @@ class DocumentClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmissionReceived:
+    """Relay side: the device submits ``document`` (idempotent by ``key``)."""
+
+    document: str
+    key: str
+    seq: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionAnswered:
+    """Device side: the relay's answer to submission ``key``."""
+
+    document: str
+    key: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlobChunkReceived:
+    """Relay side: part of a blob referenced by ``document``."""
+
+    document: str
+    sha256: str
+    size: int
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlobQueried:
+    """Relay side: the device asks how much of a blob the relay holds."""
+
+    document: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStatusReceived:
+    """Device side: how much of a blob the relay holds (``state``: a BlobState)."""
+
+    document: str
+    sha256: str
+    have: int
+    state: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionFailed:
     """The peer broke the protocol: send ``data`` then close with ``error.close_code``."""
 
@@ -208,6 +277,11 @@ Event = (
     | StatusReceived
     | AwarenessReceived
     | DocumentClosed
+    | SubmissionReceived
+    | SubmissionAnswered
+    | BlobChunkReceived
+    | BlobQueried
+    | BlobStatusReceived
     | ConnectionFailed
 )
 
@@ -291,6 +365,8 @@ class SyncSession:
             size = len(message.update)
         elif isinstance(message, Push):
             size, seq = len(message.update), message.seq
+        elif isinstance(message, BlobPut):
+            size = len(message.data)
         if size > self.max_update_size:
             error = FrameTooLarge(
                 f"update of {size} bytes exceeds {self.max_update_size}", document=document, seq=seq
@@ -329,6 +405,16 @@ class SyncSession:
                 return [AwarenessReceived(document, None)]
             case Close(code=code, reason=reason):
                 return [DocumentClosed(document, code, reason)]
+            case Submit(key=key, seq=seq, body=body):
+                return [SubmissionReceived(document, key, seq, body)]
+            case SubmitResult(key=key, body=body):
+                return [SubmissionAnswered(document, key, body)]
+            case BlobPut(sha256=sha, size=size, offset=offset, data=data):
+                return [BlobChunkReceived(document, sha, size, offset, data)]
+            case BlobQuery(sha256=sha, size=size):
+                return [BlobQueried(document, sha, size)]
+            case BlobStatus(sha256=sha, have=have, state=state):
+                return [BlobStatusReceived(document, sha, have, state)]
         raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover
 
     def _fail(self, error: ProtocolError) -> ConnectionFailed:
@@ -399,6 +485,38 @@ class SyncSession:
             # Plain y-websocket clients have no error message; they only see the close.
             return b""
         return encode_frame(document, Error(int(code), seq, message[:1000]))
+
+    def send_submit(self, document: str, key: str, seq: int, body: str) -> bytes:
+        """Device: submit ``document`` (idempotency ``key``, newest outbox ``seq``, JSON body)."""
+        if self.role is not Role.DEVICE:
+            raise UnexpectedMessage("only a device submits", document=document)
+        self._require(document, DocState.OPEN, what="Submit")
+        return self._encode(document, Submit(key, seq, body))
+
+    def send_submit_result(self, document: str, key: str, body: str) -> bytes:
+        if self.role is not Role.RELAY:
+            raise UnexpectedMessage("only the relay answers a submission", document=document)
+        return self._encode(document, SubmitResult(key, body))
+
+    def send_blob_put(
+        self, document: str, sha256: str, size: int, offset: int, data: bytes
+    ) -> bytes:
+        """Device: one chunk of a blob that ``document`` references."""
+        if self.role is not Role.DEVICE:
+            raise UnexpectedMessage("only a device uploads blobs", document=document)
+        self._require(document, DocState.OPEN, what="BlobPut")
+        return self._encode(document, BlobPut(sha256, size, offset, data))
+
+    def send_blob_query(self, document: str, sha256: str, size: int) -> bytes:
+        if self.role is not Role.DEVICE:
+            raise UnexpectedMessage("only a device asks about blobs", document=document)
+        self._require(document, DocState.OPEN, what="BlobQuery")
+        return self._encode(document, BlobQuery(sha256, size))
+
+    def send_blob_status(self, document: str, sha256: str, have: int, state: int) -> bytes:
+        if self.role is not Role.RELAY:
+            raise UnexpectedMessage("only the relay reports blob status", document=document)
+        return self._encode(document, BlobStatus(sha256, have, state))
 
     def close_document(self, document: str, code: int = 1000, reason: str = "") -> bytes:
         """Leave ``document``: its state returns to CLOSED."""

@@ -14,6 +14,9 @@ from crdtsync.protocol.codec import write_var_bytes, write_var_string, write_var
 from crdtsync.protocol.messages import (
     Ack,
     Awareness,
+    BlobPut,
+    BlobQuery,
+    BlobStatus,
     Close,
     Error,
     Frame,
@@ -21,6 +24,8 @@ from crdtsync.protocol.messages import (
     MessageType,
     Push,
     QueryAwareness,
+    Submit,
+    SubmitResult,
     SyncStatus,
     SyncStep1,
     SyncStep2,
@@ -36,6 +41,13 @@ MAX_UINT = 2**64 - 1
 uint64 = st.integers(min_value=0, max_value=MAX_UINT)
 small_uint = st.integers(min_value=0, max_value=2**20)
 payload = st.binary(max_size=64)
+shas = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+keys = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-",
+    min_size=1,
+    max_size=128,
+)
+SHA = "ab" * 32
 
 STRATEGIES: dict[type, st.SearchStrategy[Message]] = {
     SyncStep1: st.builds(SyncStep1, payload),
@@ -48,6 +60,17 @@ STRATEGIES: dict[type, st.SearchStrategy[Message]] = {
     Push: st.builds(Push, uint64, payload),
     Ack: st.builds(Ack, uint64),
     Error: st.builds(Error, uint64, uint64, st.text(max_size=40)),
+    Submit: st.builds(Submit, keys, uint64, st.text(max_size=40)),
+    SubmitResult: st.builds(SubmitResult, keys, st.text(max_size=40)),
+    BlobPut: st.builds(
+        lambda sha, data, offset, extra: BlobPut(sha, offset + len(data) + extra, offset, data),
+        shas,
+        payload,
+        small_uint,
+        small_uint,
+    ),
+    BlobQuery: st.builds(BlobQuery, shas, uint64),
+    BlobStatus: st.builds(BlobStatus, shas, uint64, small_uint),
 }
 messages = st.one_of(*STRATEGIES.values())
 documents = st.text(max_size=40)
@@ -65,6 +88,11 @@ SAMPLES: list[Message] = [
     Push(300, b"upd"),
     Ack(2**40),
     Error(ErrorCode.UNEXPECTED_MESSAGE, 129, "nope"),
+    Submit("sub-1", 300, '{"policy_version": 2}'),
+    SubmitResult("sub-1", '{"status": "accepted"}'),
+    BlobPut(SHA, 1000, 200, b"chunk"),
+    BlobQuery(SHA, 2**20),
+    BlobStatus(SHA, 700, 0),
 ]
 
 #: The exact y-websocket-framed bytes of each message.
@@ -81,9 +109,14 @@ KNOWN: list[tuple[Message, bytes]] = [
     (Push(300, b"ab"), b"\x64\xac\x02\x02ab"),
     (Ack(5), b"\x65\x05"),
     (Error(10, 3, "hi"), b"\x66\x0a\x03\x02hi"),
+    (Submit("k", 2, "{}"), b"\x67\x01k\x02\x02{}"),
+    (SubmitResult("k", "{}"), b"\x68\x01k\x02{}"),
+    (BlobPut(SHA, 3, 1, b"xy"), b"\x69\x40" + SHA.encode() + b"\x03\x01\x02xy"),
+    (BlobQuery(SHA, 3), b"\x6a\x40" + SHA.encode() + b"\x03"),
+    (BlobStatus(SHA, 3, 1), b"\x6b\x40" + SHA.encode() + b"\x03\x01"),
 ]
 
-SUPPORTED_TYPES = {0, 1, 3, 7, 8, 100, 101, 102}
+SUPPORTED_TYPES = {0, 1, 3, 7, 8, 100, 101, 102, 103, 104, 105, 106, 107}
 
 
 def _ids(value: object) -> str:
@@ -437,3 +470,19 @@ def test_decode_frame_on_mutated_frames(data: bytes) -> None:
     if not isinstance(frame.message, SyncStatus):
         # Decoding is canonical: overlong var-uints and trailing bytes are refused.
         assert encode_frame(frame.document, frame.message) == data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x69\x02ab\x03\x00\x01x",  # sha too short
+        b"\x69\x40" + ("AB" * 32).encode() + b"\x03\x00\x01x",  # upper-case hex
+        b"\x69\x40" + SHA.encode() + b"\x03\x02\x02xy",  # chunk runs past the size
+        b"\x67\x00\x01\x00",  # empty submission key
+        b"\x67\x03a b\x01\x00",  # a space in the key
+        b"\x68\x81\x01" + b"k" * 129 + b"\x00",  # key longer than 128
+    ],
+)
+def test_malformed_submission_and_blob_fields_are_decode_errors(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_message(body)

@@ -22,12 +22,17 @@ from crdtsync.exceptions import (
 from crdtsync.protocol.messages import (
     Ack,
     Awareness,
+    BlobPut,
+    BlobQuery,
+    BlobStatus,
     Close,
     Error,
     Frame,
     Message,
     Push,
     QueryAwareness,
+    Submit,
+    SubmitResult,
     SyncStatus,
     SyncStep1,
     SyncStep2,
@@ -71,6 +76,11 @@ INSTANCES: dict[type, Message] = {
     Push: Push(1, b"\x00\x00"),
     Ack: Ack(1),
     Error: Error(int(ErrorCode.STORE_FAILURE), 0, "x"),
+    Submit: Submit("k1", 3, "{}"),
+    SubmitResult: SubmitResult("k1", "{}"),
+    BlobPut: BlobPut("0" * 64, 4, 0, b"ab"),
+    BlobQuery: BlobQuery("0" * 64, 4),
+    BlobStatus: BlobStatus("0" * 64, 2, 0),
 }
 
 
