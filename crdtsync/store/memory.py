@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
 from ..exceptions import StoreError
 from .base import StoredDocument
+from .records import BlobProgress, RejectedUpdate, SubmissionRecord, plan_chunk, sha256_hex
 
 __all__ = ["MemoryStore"]
 
@@ -20,6 +22,10 @@ class MemoryStore:
         self._snapshots: dict[str, tuple[bytes, int]] = {}
         self._seq = 0
         self._open = False
+        self._blobs: dict[str, bytes] = {}
+        self._uploads: dict[str, tuple[int, bytearray]] = {}  # key -> (declared size, bytes)
+        self._submissions: dict[tuple[str, str], SubmissionRecord] = {}
+        self._rejections: list[RejectedUpdate] = []
 
     async def __aenter__(self) -> Self:
         self._open = True
@@ -66,3 +72,70 @@ class MemoryStore:
 
     async def ping(self) -> None:
         self._check()
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    async def put_blob_chunk(
+        self, key: str, sha256: str, size: int, offset: int, data: bytes
+    ) -> BlobProgress:
+        self._check()
+        if key in self._blobs:
+            return BlobProgress(len(self._blobs[key]), complete=True)
+        known, held = self._uploads.get(key, (None, bytearray()))
+        plan = plan_chunk(len(held), known, size, offset, data)
+        if plan.restart:
+            held = bytearray()
+        held += plan.data
+        self._uploads[key] = (size, held)
+        if len(held) < size:
+            return BlobProgress(len(held))
+        del self._uploads[key]
+        if sha256_hex(bytes(held)) != sha256:
+            return BlobProgress(0, refused=True)
+        self._blobs[key] = bytes(held)
+        return BlobProgress(size, complete=True)
+
+    async def blob_progress(self, key: str, size: int) -> BlobProgress:
+        self._check()
+        if key in self._blobs:
+            return BlobProgress(len(self._blobs[key]), complete=True)
+        known, held = self._uploads.get(key, (None, bytearray()))
+        return BlobProgress(len(held) if known in (None, size) else 0)
+
+    async def get_blob(self, key: str) -> bytes | None:
+        self._check()
+        return self._blobs.get(key)
+
+    async def missing_blobs(self, keys: Sequence[str]) -> list[str]:
+        self._check()
+        return [key for key in keys if key not in self._blobs]
+
+    # -- submissions and rejected updates ---------------------------------------------------------
+
+    async def find_submission(self, document: str, key: str) -> SubmissionRecord | None:
+        self._check()
+        return self._submissions.get((document, key))
+
+    async def add_submission(self, record: SubmissionRecord) -> SubmissionRecord:
+        self._check()
+        existing = self._submissions.get((record.document, record.key))
+        if existing is not None:
+            return existing
+        self._seq += 1
+        stored = dataclasses.replace(record, id=self._seq)
+        self._submissions[(record.document, record.key)] = stored
+        return stored
+
+    async def submissions(self, document: str) -> list[SubmissionRecord]:
+        self._check()
+        found = [r for (doc, _), r in self._submissions.items() if doc == document]
+        return sorted(found, key=lambda record: record.id)
+
+    async def add_rejection(self, rejected: RejectedUpdate) -> None:
+        self._check()
+        self._seq += 1
+        self._rejections.append(dataclasses.replace(rejected, id=self._seq))
+
+    async def rejections(self, document: str | None = None) -> list[RejectedUpdate]:
+        self._check()
+        return [r for r in self._rejections if document is None or r.document == document]

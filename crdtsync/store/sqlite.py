@@ -5,6 +5,9 @@ Schema (portable SQL; PostgreSQL takes the same statements with BIGSERIAL):
 * ``updates(seq INTEGER PRIMARY KEY AUTOINCREMENT, document, data)``: the log.
   ``AUTOINCREMENT`` keeps sequences strictly growing even after deletes.
 * ``snapshots(document PRIMARY KEY, data, through_seq)``.
+* ``blobs(key PRIMARY KEY, size, data)`` and ``blob_parts(key, start, size, data)``
+  (uploads in progress), ``submissions`` (unique per document and key) and
+  ``rejected_updates``: see :mod:`crdtsync.store.records`.
 
 One process writes a store file (the relay owns its connection); sequences of a
 batch are therefore contiguous. Every operation holds the store's lock for its
@@ -20,15 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import aiosqlite
 
 from ..exceptions import StoreError
 from .base import StoredDocument
+from .records import BlobProgress, RejectedUpdate, SubmissionRecord, plan_chunk, sha256_hex
 
 __all__ = ["SQLiteStore"]
 
@@ -44,7 +48,40 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL,
     through_seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    key TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_parts (
+    key TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (key, start)
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document TEXT NOT NULL,
+    key TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    snapshot BLOB NOT NULL,
+    recorded_at REAL NOT NULL,
+    UNIQUE (document, key)
+);
+CREATE TABLE IF NOT EXISTS rejected_updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document TEXT NOT NULL,
+    who TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    data BLOB NOT NULL,
+    at REAL NOT NULL
+);
 """
+
+_SUBMISSION_COLUMNS = "document, key, accepted, result, content_hash, snapshot, recorded_at, id"
 
 
 class SQLiteStore:
@@ -186,3 +223,213 @@ class SQLiteStore:
                 await cursor.fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"store unreachable: {exc}") from exc
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    async def _transaction(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> None:
+        db = self._conn
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                await db.execute(sql, params)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _partial(self, key: str) -> tuple[int, int | None]:
+        """Bytes held of an upload in progress, and the size it declared (None: no upload)."""
+        rows = await self._fetch(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0), MAX(size) FROM blob_parts WHERE key = ?",
+            (key,),
+        )
+        have, size = rows[0]
+        return int(have), (int(size) if size is not None else None)
+
+    async def put_blob_chunk(
+        self, key: str, sha256: str, size: int, offset: int, data: bytes
+    ) -> BlobProgress:
+        async with self._lock:
+            try:
+                return await self._put_blob_chunk(key, sha256, size, offset, data)
+            except sqlite3.Error as exc:
+                raise StoreError(f"storing a chunk of blob {key!r} failed: {exc}") from exc
+
+    async def _put_blob_chunk(
+        self, key: str, sha256: str, size: int, offset: int, data: bytes
+    ) -> BlobProgress:
+        stored = await self._fetch("SELECT size FROM blobs WHERE key = ?", (key,))
+        if stored:
+            return BlobProgress(int(stored[0][0]), complete=True)
+        have, known = await self._partial(key)
+        plan = plan_chunk(have, known, size, offset, data)
+        steps: list[tuple[str, tuple[object, ...]]] = []
+        if plan.restart:
+            steps.append(("DELETE FROM blob_parts WHERE key = ?", (key,)))
+            have = 0
+        if plan.data:
+            steps.append(
+                (
+                    "INSERT INTO blob_parts (key, start, size, data) VALUES (?, ?, ?, ?)",
+                    (key, have, size, plan.data),
+                )
+            )
+            have += len(plan.data)
+        if steps:
+            await self._transaction(steps)
+        if have < size:
+            return BlobProgress(have)
+        # Complete (also when a crash came between the last part and this check): verify.
+        parts = await self._fetch(
+            "SELECT data FROM blob_parts WHERE key = ? ORDER BY start", (key,)
+        )
+        whole = b"".join(bytes(row[0]) for row in parts)
+        drop = ("DELETE FROM blob_parts WHERE key = ?", (key,))
+        if sha256_hex(whole) != sha256:
+            await self._transaction([drop])
+            return BlobProgress(0, refused=True)
+        insert = (
+            "INSERT OR IGNORE INTO blobs (key, size, data) VALUES (?, ?, ?)",
+            (key, size, whole),
+        )
+        await self._transaction([insert, drop])
+        return BlobProgress(size, complete=True)
+
+    async def blob_progress(self, key: str, size: int) -> BlobProgress:
+        async with self._lock:
+            try:
+                stored = await self._fetch("SELECT size FROM blobs WHERE key = ?", (key,))
+                if stored:
+                    return BlobProgress(int(stored[0][0]), complete=True)
+                have, known = await self._partial(key)
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading blob {key!r} failed: {exc}") from exc
+        return BlobProgress(have if known in (None, size) else 0)
+
+    async def get_blob(self, key: str) -> bytes | None:
+        async with self._lock:
+            try:
+                rows = await self._fetch("SELECT data FROM blobs WHERE key = ?", (key,))
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading blob {key!r} failed: {exc}") from exc
+        return bytes(rows[0][0]) if rows else None
+
+    async def missing_blobs(self, keys: Sequence[str]) -> list[str]:
+        if not keys:
+            return []
+        async with self._lock:
+            try:
+                marks = ", ".join("?" for _ in keys)
+                rows = await self._fetch(
+                    f"SELECT key FROM blobs WHERE key IN ({marks})", tuple(keys)
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"checking blobs failed: {exc}") from exc
+        present = {str(row[0]) for row in rows}
+        return [key for key in keys if key not in present]
+
+    # -- submissions and rejected updates ---------------------------------------------------------
+
+    async def find_submission(self, document: str, key: str) -> SubmissionRecord | None:
+        async with self._lock:
+            try:
+                rows = await self._fetch(
+                    f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE document = ? AND key = ?",
+                    (document, key),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading submission {key!r} failed: {exc}") from exc
+        return _submission(rows[0]) if rows else None
+
+    async def add_submission(self, record: SubmissionRecord) -> SubmissionRecord:
+        async with self._lock:
+            try:
+                await self._transaction(
+                    [
+                        (
+                            "INSERT OR IGNORE INTO submissions (document, key, accepted, result, "
+                            "content_hash, snapshot, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                record.document,
+                                record.key,
+                                int(record.accepted),
+                                record.result,
+                                record.content_hash,
+                                record.snapshot,
+                                record.recorded_at,
+                            ),
+                        )
+                    ]
+                )
+                rows = await self._fetch(
+                    f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE document = ? AND key = ?",
+                    (record.document, record.key),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"recording submission {record.key!r} failed: {exc}") from exc
+        return _submission(rows[0])
+
+    async def submissions(self, document: str) -> list[SubmissionRecord]:
+        async with self._lock:
+            try:
+                rows = await self._fetch(
+                    f"SELECT {_SUBMISSION_COLUMNS} FROM submissions WHERE document = ? ORDER BY id",
+                    (document,),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading submissions of {document!r} failed: {exc}") from exc
+        return [_submission(row) for row in rows]
+
+    async def add_rejection(self, rejected: RejectedUpdate) -> None:
+        async with self._lock:
+            try:
+                await self._transaction(
+                    [
+                        (
+                            "INSERT INTO rejected_updates (document, who, reason, data, at) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (
+                                rejected.document,
+                                rejected.who,
+                                rejected.reason,
+                                rejected.update,
+                                rejected.at,
+                            ),
+                        )
+                    ]
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"recording a rejected update failed: {exc}") from exc
+
+    async def rejections(self, document: str | None = None) -> list[RejectedUpdate]:
+        sql = "SELECT document, who, reason, data, at, id FROM rejected_updates"
+        params: tuple[object, ...] = ()
+        if document is not None:
+            sql, params = sql + " WHERE document = ?", (document,)
+        async with self._lock:
+            try:
+                rows = await self._fetch(sql + " ORDER BY id", params)
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading rejected updates failed: {exc}") from exc
+        return [
+            RejectedUpdate(str(d), str(w), str(r), bytes(u), float(a), int(i))
+            for d, w, r, u, a, i in rows
+        ]
+
+
+def _submission(row: Any) -> SubmissionRecord:
+    document, key, accepted, result, content_hash, snapshot, recorded_at, id_ = row
+    return SubmissionRecord(
+        str(document),
+        str(key),
+        bool(accepted),
+        str(result),
+        str(content_hash),
+        bytes(snapshot),
+        float(recorded_at),
+        int(id_),
+    )
