@@ -5,6 +5,7 @@ underscore are private. Layering: ``device`` and ``relay`` use ``store`` and
 ``transport``, which use ``protocol`` (sans-I/O), which uses ``exceptions``.
 """
 
+from .access import ROLES, Application, Principal, UpdateWatch
 from .device import Backoff, Device, DeviceStatus, Rejection
 from .exceptions import (
     CloseCode,
@@ -13,6 +14,8 @@ from .exceptions import (
     DecodeError,
     DeviceError,
     ErrorCode,
+    Forbidden,
+    ForbiddenField,
     FrameTooLarge,
     InvalidDocumentName,
     InvalidUpdate,
@@ -22,8 +25,19 @@ from .exceptions import (
     TooManyDocuments,
     UnexpectedMessage,
 )
-from .relay import Relay, RelayConfig, RelayStats
-from .store import CompactionPolicy, LocalStore, MemoryStore, SQLiteStore, Store, StoredDocument
+from .relay import Relay, RelayConfig, RelayObserver, RelayStats, blob_key, split_name
+from .store import (
+    BlobStore,
+    CompactionPolicy,
+    LocalStore,
+    MemoryStore,
+    RecordStore,
+    RejectedUpdate,
+    SQLiteStore,
+    Store,
+    StoredDocument,
+    SubmissionRecord,
+)
 from .transport import (
     Channel,
     Connector,
@@ -36,7 +50,10 @@ from .transport import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ROLES",
+    "Application",
     "Backoff",
+    "BlobStore",
     "Channel",
     "CloseCode",
     "CompactionPolicy",
@@ -48,26 +65,36 @@ __all__ = [
     "DeviceError",
     "DeviceStatus",
     "ErrorCode",
+    "Forbidden",
+    "ForbiddenField",
     "FrameTooLarge",
     "InvalidDocumentName",
     "InvalidUpdate",
     "LocalStore",
     "MemoryChannel",
     "MemoryStore",
+    "Principal",
     "ProtocolError",
+    "RecordStore",
     "Rejection",
+    "RejectedUpdate",
     "Relay",
     "RelayConfig",
+    "RelayObserver",
     "RelayStats",
     "RemoteError",
     "SQLiteStore",
     "Store",
     "StoreError",
     "StoredDocument",
+    "SubmissionRecord",
     "TooManyDocuments",
     "UnexpectedMessage",
+    "UpdateWatch",
     "WebSocketChannel",
     "__version__",
+    "blob_key",
     "memory_channel_pair",
+    "split_name",
     "websocket_connector",
 ]

@@ -25,6 +25,7 @@ from typing import Any
 
 from pycrdt import merge_updates
 
+from .access import Principal
 from .exceptions import CloseCode, ConnectionClosed, ErrorCode
 from .protocol import DocState, SyncSession
 from .transport import Channel
@@ -102,7 +103,9 @@ class RelayConnection:
         self.channel = channel
         self.session = session
         self.queue = SendQueue(queue_size)
-        self.rooms: dict[str, Any] = {}
+        self.rooms: dict[str, Any] = {}  # the names it joined -> the relay's rooms
+        self.writable: set[str] = set()  # names it was found allowed to write
+        self.principal = Principal()  # who is on it: set by the relay before serving
         self.close_code: int = CloseCode.NORMAL
         self.close_reason = ""
         self.closing = False

@@ -9,7 +9,9 @@ The tree::
     │   ├── UnexpectedMessage      a well-formed message that is illegal in the current state
     │   ├── InvalidDocumentName    a document name outside the allowed alphabet or length
     │   ├── TooManyDocuments       a connection opened more documents than allowed
-    │   └── InvalidUpdate          an update pycrdt refuses (undecodable, or it panicked)
+    │   ├── InvalidUpdate          an update pycrdt refuses (undecodable, or it panicked)
+    │   └── Forbidden              the principal may not read or write this document
+    │       └── ForbiddenField     an update writes fields the principal may not write
     ├── RemoteError                the other side answered with an error frame
     ├── ConnectionClosed           the channel is gone; carries the close code
     ├── StoreError                 the persistence layer failed (translated at the boundary)
@@ -31,6 +33,8 @@ __all__ = [
     "DecodeError",
     "DeviceError",
     "ErrorCode",
+    "Forbidden",
+    "ForbiddenField",
     "FrameTooLarge",
     "InvalidDocumentName",
     "InvalidUpdate",
@@ -58,6 +62,7 @@ class ErrorCode(IntEnum):
     TOO_MANY_DOCUMENTS = 11
     SHUTTING_DOWN = 12
     FORBIDDEN = 13
+    FORBIDDEN_FIELD = 14
 
 
 class CloseCode(IntEnum):
@@ -90,6 +95,7 @@ CLOSE_CODE_FOR_ERROR: dict[ErrorCode, CloseCode] = {
     ErrorCode.TOO_MANY_DOCUMENTS: CloseCode.POLICY_VIOLATION,
     ErrorCode.SHUTTING_DOWN: CloseCode.GOING_AWAY,
     ErrorCode.FORBIDDEN: CloseCode.FORBIDDEN,
+    ErrorCode.FORBIDDEN_FIELD: CloseCode.FORBIDDEN,
 }
 
 
@@ -156,6 +162,29 @@ class InvalidUpdate(ProtocolError):
     #: True when pycrdt failed while integrating (a panic, or a RuntimeError): the
     #: document it was applied to may be half-changed and must be rebuilt.
     panicked: bool = False
+
+
+class Forbidden(ProtocolError):
+    """The principal may not do this with the document. The relay answers with an Error
+    and closes **that document** on the connection (close code 4403); the connection
+    and its other documents carry on."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class ForbiddenField(Forbidden):
+    """An update writes fields its sender may not write; ``fields`` names them
+    (``customer.name``, ``state.status=sent``). The update is kept aside, never applied."""
+
+    code = ErrorCode.FORBIDDEN_FIELD
+
+    def __init__(
+        self, fields: list[str], *, document: str = "", seq: int = 0, message: str = ""
+    ) -> None:
+        super().__init__(
+            message or f"may not write {', '.join(fields)}", document=document, seq=seq
+        )
+        self.fields = fields
 
 
 class RemoteError(CrdtsyncError):

@@ -1,8 +1,9 @@
-"""The relay core: rooms, fan-out, group commit and durable acknowledgement.
+"""The relay core: rooms, fan-out, group commit, durable acknowledgement, and the rules.
 
 Embeddable: ``async with Relay(store) as relay`` then ``await relay.serve(channel)``
 for each connection (native multiplexed framing) or
-``await relay.serve(channel, document=name)`` (plain y-websocket framing).
+``await relay.serve(channel, document=name)`` (plain y-websocket framing), each
+with the :class:`~crdtsync.access.Principal` behind it.
 
 Invariants:
 
@@ -12,58 +13,72 @@ Invariants:
 * Updates are applied to a room's document and queued for the store in one
   synchronous step, so the log order of a document is its apply order and no
   client's updates are ever stored out of order.
-* Fan-out happens right after the apply, to every other peer of the room,
-  never back to the sender (provenance is the connection).
+* Fan-out happens right after the apply (and, where the application has field
+  rules, after the check), to every other peer of the room, never back to the
+  sender (provenance is the connection).
 * Each connection has one writer task and a bounded send queue; a peer that
   falls behind by ``send_queue_size`` frames is disconnected (1013), never
   buffered without bound.
-* A malformed frame or a refused update closes only its own connection with a
-  typed Error and a close code. An update that makes pycrdt panic leaves the
-  stored document untouched and the room is rebuilt from the store.
+* A malformed frame or an invalid update closes only its own connection with a
+  typed Error and a close code. An update that makes pycrdt panic, or that
+  writes a field its sender may not write, is never stored nor fanned out; the
+  room is rebuilt from the store. A refused access closes only that document.
 * If the store fails, nothing uncommitted is acknowledged: the affected rooms
   are dropped from memory and their peers disconnected, so devices resend.
+* A principal reaches only the documents of its tenant (``t/<tenant>/<name>``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self, TypeVar
 
-from pycrdt import Doc, Subscription, TransactionEvent, get_update
+from pycrdt import Doc, get_update
 
+from ._commit import CommitListener, GroupCommit, RelayObserver, RelayStats
 from ._connection import RelayConnection
+from ._rooms import Room, RoomTable, Write
 from ._updates import apply_update
+from .access import Application, Principal, UpdateWatch
 from .exceptions import (
     CloseCode,
     ConnectionClosed,
     ErrorCode,
+    Forbidden,
+    ForbiddenField,
     InvalidUpdate,
     ProtocolError,
     StoreError,
 )
 from .protocol import (
     AwarenessReceived,
+    BlobChunkReceived,
+    BlobQueried,
+    BlobState,
     ConnectionFailed,
     DocumentClosed,
     Event,
     Role,
+    SubmissionReceived,
     SyncRequested,
     SyncSession,
     UpdateReceived,
 )
-from .store import CompactionPolicy, Store, build_doc, merge
+from .store import BlobStore, CompactionPolicy, RecordStore, RejectedUpdate, Store, build_doc
 from .transport import Channel
 
-__all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats"]
+__all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats", "blob_key", "split_name"]
 
 log = logging.getLogger("crdtsync.relay")
 
 _EMPTY_UPDATE = b"\x00\x00"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,7 @@ class RelayConfig:
     max_frame_size: int = 16 * 1024 * 1024
     max_update_size: int = 8 * 1024 * 1024
     max_documents_per_connection: int = 10_000
+    max_blob_size: int = 64 * 1024 * 1024
     send_queue_size: int = 8192
     max_commit_batch: int = 4096
     max_uncommitted: int = 50_000
@@ -81,67 +97,18 @@ class RelayConfig:
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
 
 
-@dataclass(slots=True)
-class RelayStats:
-    """Counters for health and metrics; read them, do not write them."""
-
-    connections: int = 0
-    connections_total: int = 0
-    rooms_loaded: int = 0
-    updates_received: int = 0
-    updates_stored: int = 0
-    acks_sent: int = 0
-    commits: int = 0
-    last_batch_size: int = 0
-    rejected_updates: int = 0
-    protocol_errors: int = 0
-    slow_consumers: int = 0
-    compactions: int = 0
-    evictions: int = 0
+def split_name(stored: str) -> tuple[str, str]:
+    """``(tenant, name)`` of a stored document name (tenant ``""`` when not namespaced)."""
+    if stored.startswith("t/"):
+        parts = stored.split("/", 2)
+        if len(parts) == 3:
+            return parts[1], parts[2]
+    return "", stored
 
 
-@dataclass(slots=True, eq=False)
-class _Room:
-    name: str
-    doc: Doc[Any]
-    committed_seq: int
-    log_entries: int
-    peers: set[RelayConnection] = field(default_factory=set)
-    uncommitted: int = 0
-    last_active: float = field(default_factory=time.monotonic)
-    changed: bool = False
-    subscription: Subscription | None = None
-    broken: bool = False
-
-    def watch(self) -> None:
-        def on_change(event: TransactionEvent) -> None:
-            self.changed = True
-
-        self.subscription = self.doc.observe(on_change)
-
-
-@dataclass(slots=True, eq=False)
-class _Write:
-    """One entry of the commit queue; ``data`` None is a barrier (ack only)."""
-
-    room: _Room
-    data: bytes | None
-    connection: RelayConnection | None
-    seq: int | None
-    received: float = field(default_factory=time.perf_counter)
-
-
-class RelayObserver(Protocol):
-    """Receives measurements as they happen (metrics); every method must return quickly."""
-
-    def on_commit(self, batch_size: int, seconds: float) -> None:
-        """A group commit of ``batch_size`` updates took ``seconds``."""
-
-    def on_ack(self, latency_seconds: float) -> None:
-        """An update was acknowledged ``latency_seconds`` after it arrived."""
-
-    def on_reject(self, document: str, code: int) -> None:
-        """An update or frame was refused with error ``code``."""
+def blob_key(tenant: str, sha256: str) -> str:
+    """The store key of a blob of ``tenant`` (blobs are per tenant, like documents)."""
+    return f"t/{tenant}/blobs/{sha256}" if tenant else f"blobs/{sha256}"
 
 
 class Relay:
@@ -153,22 +120,31 @@ class Relay:
         config: RelayConfig | None = None,
         *,
         observer: RelayObserver | None = None,
+        application: Application | None = None,
     ) -> None:
         self.store = store
         self.config = config or RelayConfig()
         self.observer = observer
+        self.application = application
         self.stats = RelayStats()
-        self._rooms: dict[str, _Room] = {}
-        self._loading: dict[str, asyncio.Future[_Room]] = {}
+        self._rooms = RoomTable(store, self.flush, self._watch if application else None)
+        self._commits = GroupCommit(
+            store,
+            self.stats,
+            max_batch=self.config.max_commit_batch,
+            max_uncommitted=self.config.max_uncommitted,
+            on_failure=self._commit_failed,
+            observer=observer,
+        )
         self._connections: set[RelayConnection] = set()
-        self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._room_space = asyncio.Condition()
         self._tasks: asyncio.TaskGroup | None = None
         self._running = False
         self._maintenance: asyncio.Task[None] | None = None
-        self._flush_waiters: list[tuple[_Room, asyncio.Future[None]]] = []
-        #: Called with (document, update) after each commit; for views that follow the log.
-        self.on_commit: list[Callable[[list[tuple[str, bytes]]], None]] = []
+
+    @property
+    def on_commit(self) -> list[CommitListener]:
+        """Callbacks run after each commit with its (stored name, update) pairs."""
+        return self._commits.listeners
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,10 +152,12 @@ class Relay:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._running = True
-        self._tasks.create_task(self._commit_loop(), name="relay-commit")
+        self._tasks.create_task(self._commits.run(), name="relay-commit")
         self._maintenance = self._tasks.create_task(
             self._maintenance_loop(), name="relay-maintenance"
         )
+        if self.application is not None:
+            self.application.bind(self)
         return self
 
     async def __aexit__(
@@ -191,7 +169,7 @@ class Relay:
         self._running = False
         for connection in list(self._connections):
             connection.fail(ErrorCode.SHUTTING_DOWN, CloseCode.GOING_AWAY, "relay shutting down")
-        self._writes.put_nowait(None)  # the commit loop drains what is queued, then stops
+        self._commits.stop()  # the commit loop drains what is queued, then stops
         if self._maintenance is not None:
             self._maintenance.cancel()
         assert self._tasks is not None
@@ -200,19 +178,22 @@ class Relay:
 
     @property
     def documents_loaded(self) -> list[str]:
-        return sorted(self._rooms)
+        return sorted(self._rooms.rooms)
 
     async def flush(self) -> None:
         """Wait until every update applied so far is committed."""
-        done = asyncio.get_running_loop().create_future()
-        barrier = _Room("", Doc(), 0, 0)
-        self._writes.put_nowait(_Write(barrier, None, None, None))
-        self._flush_waiters.append((barrier, done))
-        await done
+        await self._commits.flush()
 
     # -- serving one connection -----------------------------------------------------------------
 
-    async def serve(self, channel: Channel, *, document: str | None = None, peer: str = "") -> None:
+    async def serve(
+        self,
+        channel: Channel,
+        *,
+        document: str | None = None,
+        peer: str = "",
+        principal: Principal | None = None,
+    ) -> None:
         """Serve ``channel`` until it closes. Never raises for anything the peer does."""
         if not self._running:
             await channel.close(CloseCode.GOING_AWAY, "relay not running")
@@ -227,6 +208,7 @@ class Relay:
         connection = RelayConnection(
             channel, session, self.config.send_queue_size, peer, self._count_slow_consumer
         )
+        connection.principal = principal or Principal()
         self._connections.add(connection)
         self.stats.connections += 1
         self.stats.connections_total += 1
@@ -234,14 +216,14 @@ class Relay:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(connection.write_loop())
                 if document is not None:
-                    await self._join(connection, document, None)
+                    await self._guarded(connection, self._open(connection, document, None))
                 await self._read_loop(connection)
                 connection.finish()
         finally:
             self._connections.discard(connection)
             self.stats.connections -= 1
             for room in connection.rooms.values():
-                room.peers.discard(connection)
+                room.peers.pop(connection, None)
                 room.last_active = time.monotonic()
 
     async def _read_loop(self, connection: RelayConnection) -> None:
@@ -253,271 +235,343 @@ class Relay:
             for event in connection.session.receive_frame(data):
                 if connection.closing:
                     return
-                try:
-                    await self._handle(connection, event)
-                except ProtocolError as exc:
-                    self._refuse(connection, exc)
-                except StoreError as exc:
-                    log.error("store failure serving %s: %s", connection.peer, exc)
-                    connection.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, str(exc))
+                await self._guarded(connection, self._handle(connection, event))
+
+    async def _guarded(self, connection: RelayConnection, handling: Any) -> None:
+        """Run one event's handling; turn what it raises into the peer's error."""
+        try:
+            await handling
+        except Forbidden as exc:
+            self._refuse_document(connection, exc)
+        except ProtocolError as exc:
+            self._refuse(connection, exc)
+        except StoreError as exc:
+            log.error("store failure serving %s: %s", connection.peer, exc)
+            connection.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, str(exc))
 
     def _count_slow_consumer(self) -> None:
         self.stats.slow_consumers += 1
 
-    def _refuse(self, connection: RelayConnection, error: ProtocolError) -> None:
+    def _count_refusal(self, error: ProtocolError) -> None:
         self.stats.protocol_errors += 1
-        if isinstance(error, InvalidUpdate):
+        if isinstance(error, InvalidUpdate | ForbiddenField):
             self.stats.rejected_updates += 1
         if self.observer is not None:
             self.observer.on_reject(error.document, int(error.code))
+
+    def _refuse(self, connection: RelayConnection, error: ProtocolError) -> None:
+        self._count_refusal(error)
         log.warning("closing %s: %s (%s)", connection.peer, error, error.code.name)
         frame = connection.session.send_error(error.document, error.code, str(error), error.seq)
         connection.fail(error.code, error.close_code, str(error), frame=frame)
+
+    def _refuse_document(self, connection: RelayConnection, error: Forbidden) -> None:
+        """Answer with the Error, then close that document only (the whole connection when
+        it carries just that one, as plain y-websocket does)."""
+        self._count_refusal(error)
+        log.warning(
+            "refused %s (%s) on %r: %s",
+            connection.principal,
+            connection.peer,
+            error.document,
+            error,
+        )
+        self._withdraw(connection, error.document, error.code, str(error), error.seq)
+
+    def _withdraw(
+        self, connection: RelayConnection, name: str, code: ErrorCode, reason: str, seq: int = 0
+    ) -> None:
+        session = connection.session
+        if session.single_document is not None:
+            connection.fail(code, CloseCode.FORBIDDEN, reason)
+            return
+        connection.send(session.send_error(name, code, reason, seq))
+        connection.send(session.close_document(name, CloseCode.FORBIDDEN, reason[:120]))
+        self._leave(connection, name)
+
+    def _leave(self, connection: RelayConnection, name: str) -> None:
+        connection.writable.discard(name)
+        room = connection.rooms.pop(name, None)
+        if room is not None:
+            room.peers.pop(connection, None)
+            room.last_active = time.monotonic()
 
     # -- events ----------------------------------------------------------------------------------
 
     async def _handle(self, connection: RelayConnection, event: Event) -> None:
         match event:
             case ConnectionFailed(error=error, data=frame):
-                self.stats.protocol_errors += 1
+                self._count_refusal(error)
                 log.warning("protocol violation from %s: %s", connection.peer, error)
                 connection.fail(error.code, error.close_code, str(error), frame=frame)
             case SyncRequested(document=name, state_vector=sv, first=first):
                 if first:
-                    await self._join(connection, name, sv)
+                    await self._open(connection, name, sv)
                 else:
-                    room = await self._room_of(connection, name)
-                    self._send_sync(connection, room, sv)
+                    self._send_sync(connection, name, await self._room_of(connection, name), sv)
             case UpdateReceived(document=name, update=update, seq=seq):
                 await self._receive_update(connection, name, update, seq)
             case AwarenessReceived(document=name, payload=payload):
                 joined = connection.rooms.get(name)
                 if joined is not None and payload is not None:
-                    for peer in joined.peers:
+                    for peer, alias in joined.peers.items():
                         if peer is not connection:
-                            peer.send(peer.session.send_awareness(name, payload))
+                            peer.send(peer.session.send_awareness(alias, payload))
             case DocumentClosed(document=name):
-                left = connection.rooms.pop(name, None)
-                if left is not None:
-                    left.peers.discard(connection)
-                    left.last_active = time.monotonic()
+                self._leave(connection, name)
+            case SubmissionReceived(document=name, key=key, body=body):
+                await self._submit(connection, name, key, body)
+            case BlobChunkReceived(document=name, sha256=sha, size=size, offset=at, data=data):
+                await self._put_blob(connection, name, sha, size, at, data)
+            case BlobQueried(document=name, sha256=sha, size=size):
+                await self._query_blob(connection, name, sha, size)
             case _:
                 pass  # Acks, errors and statuses are refused by the session table for the relay.
 
-    async def _join(self, connection: RelayConnection, name: str, sv: bytes | None) -> None:
-        room = await self._load(name)
-        room.peers.add(connection)
+    async def _authorize(self, connection: RelayConnection, name: str, *, write: bool) -> None:
+        principal = connection.principal
+        if write and name in connection.writable:
+            return
+        if write and principal.role == "viewer":
+            raise Forbidden("a viewer may not write", document=name)
+        if not principal.tenant and principal.role != "service" and name.startswith("t/"):
+            raise Forbidden("tenant documents are reached through a tenant", document=name)
+        if self.application is not None:
+            await self.application.authorize(principal, name, write=write)
+        if write:
+            connection.writable.add(name)
+
+    async def _open(self, connection: RelayConnection, name: str, sv: bytes | None) -> None:
+        await self._authorize(connection, name, write=False)
+        room = await self._rooms.load(connection.principal.namespace + name)
+        room.peers[connection] = name
         connection.rooms[name] = room
         room.last_active = time.monotonic()
+        self.stats.rooms_loaded = len(self._rooms)
         if sv is not None:
-            self._send_sync(connection, room, sv)
+            self._send_sync(connection, name, room, sv)
         else:  # y-websocket: the server speaks first with its state vector
             connection.send(connection.session.send_step1(name, room.doc.get_state()))
 
-    async def _room_of(self, connection: RelayConnection, name: str) -> _Room:
+    async def _room_of(self, connection: RelayConnection, name: str) -> Room:
         room = connection.rooms.get(name)
         if room is None or room.broken:
-            room = await self._load(name)
-            room.peers.add(connection)
+            room = await self._rooms.load(connection.principal.namespace + name)
+            room.peers[connection] = name
             connection.rooms[name] = room
         return room
 
-    def _send_sync(self, connection: RelayConnection, room: _Room, sv: bytes) -> None:
+    def _send_sync(self, connection: RelayConnection, name: str, room: Room, sv: bytes) -> None:
         try:
             diff = room.doc.get_update(sv)
         except ValueError as exc:
-            raise InvalidUpdate(f"state vector does not decode: {exc}", document=room.name) from exc
+            raise InvalidUpdate(f"state vector does not decode: {exc}", document=name) from exc
         session = connection.session
-        connection.send(session.send_step2(room.name, diff))
-        connection.send(session.send_step1(room.name, room.doc.get_state()))
+        connection.send(session.send_step2(name, diff))
+        connection.send(session.send_step1(name, room.doc.get_state()))
 
     async def _receive_update(
         self, connection: RelayConnection, name: str, update: bytes, seq: int | None
     ) -> None:
         self.stats.updates_received += 1
-        if self._writes.qsize() >= self.config.max_uncommitted:
-            async with self._room_space:  # backpressure: the store is behind
-                await self._room_space.wait_for(
-                    lambda: self._writes.qsize() < self.config.max_uncommitted
-                )
+        await self._authorize(connection, name, write=True)
+        await self._commits.wait_for_space()
         room = await self._room_of(connection, name)
         # From here to the enqueue there is no await: log order == apply order.
+        watch = room.watch
+        if watch is not None:
+            watch.collect()
         room.changed = False
         try:
             apply_update(room.doc, update, document=name, seq=seq or 0)
         except InvalidUpdate as exc:
             if exc.panicked:
-                await self._rebuild(room)
+                await self._rooms.rebuild(room, "pycrdt failed while applying an update")
             raise
         room.last_active = time.monotonic()
         # An update waiting for a missing dependency changes nothing yet (no observer call),
         # but it is new: what it holds beyond the document's state must be stored and sent.
         changed = room.changed or get_update(update, room.doc.get_state()) != _EMPTY_UPDATE
+        if watch is not None and changed:
+            denied = self._denied(connection, name, room, watch, pending=not room.changed)
+            if denied:
+                await self._reject(connection, name, room, update, seq, denied)
         if changed:
             room.uncommitted += 1
-            for peer in room.peers:
+            for peer, alias in room.peers.items():
                 if peer is not connection:
-                    peer.send_update(name, update)
-        self._writes.put_nowait(_Write(room, update if changed else None, connection, seq))
+                    peer.send_update(alias, update)
+        self._commits.put(Write(room, update if changed else None, connection, seq))
 
-    # -- rooms -----------------------------------------------------------------------------------
+    def _denied(
+        self, connection: RelayConnection, name: str, room: Room, watch: UpdateWatch, pending: bool
+    ) -> list[str]:
+        assert self.application is not None
+        denied = self.application.check(connection.principal, name, watch.collect(), room.doc)
+        denied += [f"{root} (not a field)" for root in watch.unknown_roots(room.doc)]
+        if pending and connection.principal.role != "service":
+            denied.append("(an update whose dependencies the relay does not have)")
+        return denied
 
-    async def _load(self, name: str) -> _Room:
-        room = self._rooms.get(name)
-        if room is not None and not room.broken:
-            return room
-        pending = self._loading.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Room] = asyncio.get_running_loop().create_future()
-        self._loading[name] = future
+    async def _reject(
+        self,
+        connection: RelayConnection,
+        name: str,
+        room: Room,
+        update: bytes,
+        seq: int | None,
+        denied: list[str],
+    ) -> None:
+        """Discard the room (it holds the refused update), keep the update for audit, refuse."""
+        # rebuild() marks the room broken and registers its replacement before it first
+        # waits, so nobody else applies to (or fans out from) the refused state.
+        await self._rooms.rebuild(room, f"refused an update from {connection.principal}")
+        if isinstance(self.store, RecordStore):
+            who = f"{connection.principal} ({connection.peer})"
+            await self.store.add_rejection(
+                RejectedUpdate(room.name, who, ", ".join(denied), update, time.time())
+            )
+        raise ForbiddenField(denied, document=name, seq=seq or 0)
+
+    # -- blobs and submissions -------------------------------------------------------------------
+
+    def _blob_store(self) -> BlobStore:
+        if not isinstance(self.store, BlobStore):
+            raise Forbidden("this relay's store keeps no blobs")
+        return self.store
+
+    async def _put_blob(
+        self, connection: RelayConnection, name: str, sha: str, size: int, at: int, data: bytes
+    ) -> None:
+        await self._authorize(connection, name, write=True)
+        if size > self.config.max_blob_size:
+            state, have = BlobState.REFUSED, 0
+        else:
+            key = blob_key(connection.principal.tenant, sha)
+            progress = await self._blob_store().put_blob_chunk(key, sha, size, at, data)
+            state = (
+                BlobState.COMPLETE
+                if progress.complete
+                else BlobState.REFUSED
+                if progress.refused
+                else BlobState.PARTIAL
+            )
+            have = progress.have
+            if progress.complete and at + len(data) == size:
+                self.stats.blobs_stored += 1
+        connection.send(connection.session.send_blob_status(name, sha, have, state))
+
+    async def _query_blob(
+        self, connection: RelayConnection, name: str, sha: str, size: int
+    ) -> None:
+        await self._authorize(connection, name, write=False)
+        key = blob_key(connection.principal.tenant, sha)
+        progress = await self._blob_store().blob_progress(key, size)
+        state = BlobState.COMPLETE if progress.complete else BlobState.PARTIAL
+        connection.send(connection.session.send_blob_status(name, sha, progress.have, state))
+
+    async def _submit(self, connection: RelayConnection, name: str, key: str, body: str) -> None:
+        await self._authorize(connection, name, write=True)
+        await self.flush()  # every update this connection sent before is now committed
+        room = await self._room_of(connection, name)
+        if self.application is None:
+            answer = json.dumps({"status": "rejected", "reason": "this relay takes no submissions"})
+        else:
+            answer = await self.application.submit(connection.principal, name, key, body, room.doc)
+        self.stats.submissions += 1
+        connection.send(connection.session.send_submit_result(name, key, answer))
+
+    # -- the relay as a writer, and access changes -----------------------------------------------
+
+    async def edit(self, document: str, change: Callable[[Doc[Any]], T], *, tenant: str = "") -> T:
+        """Apply ``change(doc)`` in one transaction as the relay itself (trusted, no field
+        rules), fan the result out, and return once it is committed. What ``change``
+        applied before raising is kept (a CRDT cannot roll back); the error is re-raised."""
+        room = await self._rooms.load(Principal(tenant=tenant).namespace + document)
+        updates: list[bytes] = []
+        subscription = room.doc.observe(lambda event: updates.append(event.update))
         try:
-            stored = await self.store.load(name)
-            room = _Room(name, build_doc(stored), stored.last_seq, len(stored.updates))
-            room.watch()
-            self._rooms[name] = room
-            self.stats.rooms_loaded = len(self._rooms)
-            future.set_result(room)
-            return room
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, no "never retrieved" warning
-            raise
+            with room.doc.transaction(origin="relay"):
+                return change(room.doc)
         finally:
-            del self._loading[name]
+            room.doc.unobserve(subscription)
+            if room.watch is not None:
+                room.watch.collect()
+            for update in updates:
+                if update != _EMPTY_UPDATE:
+                    room.uncommitted += 1
+                    for peer, alias in room.peers.items():
+                        peer.send_update(alias, update)
+                    self._commits.put(Write(room, update, None, None))
+            room.last_active = time.monotonic()
+            await self.flush()
 
-    async def _rebuild(self, room: _Room) -> None:
-        """Replace a room whose document pycrdt may have half-changed (after a panic)."""
-        room.broken = True
-        self._rooms.pop(room.name, None)
-        await self.flush()  # every valid update applied before the panic is now stored
-        fresh = await self._load(room.name)
-        for peer in list(room.peers):
-            fresh.peers.add(peer)
-            peer.rooms[room.name] = fresh
-        log.warning("rebuilt document %r from the store after a pycrdt panic", room.name)
+    async def read(self, document: str, *, tenant: str = "") -> Doc[Any]:
+        """A copy of the merged state of ``document`` (loaded or stored); never loads a room."""
+        name = Principal(tenant=tenant).namespace + document
+        room = self._rooms.get(name)
+        if room is None:
+            return build_doc(await self.store.load(name))
+        copy: Doc[Any] = Doc()
+        copy.apply_update(room.doc.get_update())
+        return copy
 
-    def _drop_room(self, room: _Room, reason: str) -> None:
-        room.broken = True
-        self._rooms.pop(room.name, None)
-        for peer in list(room.peers):
-            peer.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, reason)
+    def withdraw(self, allowed: Callable[[Principal, str], bool], reason: str) -> int:
+        """Close every open document a principal may no longer read (``allowed`` False):
+        the device gets a FORBIDDEN Error and a Close for it. Returns how many closed."""
+        closed = 0
+        for connection in list(self._connections):
+            for name in list(connection.rooms):
+                if not allowed(connection.principal, name):
+                    self._withdraw(connection, name, ErrorCode.FORBIDDEN, reason)
+                    closed += 1
+        return closed
 
-    # -- group commit ----------------------------------------------------------------------------
+    def disconnect(self, which: Callable[[Principal], bool], reason: str) -> int:
+        """Cut every connection whose principal matches (a revoked credential): UNAUTHORIZED."""
+        cut = 0
+        for connection in list(self._connections):
+            if which(connection.principal):
+                connection.fail(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, reason)
+                cut += 1
+        return cut
 
-    async def _commit_loop(self) -> None:
-        stop = False
-        while not stop:
-            first = await self._writes.get()
-            batch: list[_Write] = []
-            if first is None:
-                stop = True
-            else:
-                batch.append(first)
-            while not self._writes.empty() and len(batch) < self.config.max_commit_batch:
-                item = self._writes.get_nowait()
-                if item is None:
-                    stop = True
-                    continue
-                batch.append(item)
-            if batch:
-                await self._commit(batch)
-            async with self._room_space:
-                self._room_space.notify_all()
-            await asyncio.sleep(0)  # let connection writers drain this batch's Acks first
+    # -- commits and maintenance -----------------------------------------------------------------
 
-    async def _commit(self, batch: list[_Write]) -> None:
-        entries: list[tuple[str, bytes]] = [
-            (w.room.name, w.data) for w in batch if w.data is not None
-        ]
-        started = time.perf_counter()
-        try:
-            seqs = await self.store.append(entries)
-        except StoreError as exc:
-            log.error("commit of %d updates failed: %s", len(entries), exc)
-            for room in {w.room for w in batch if w.data is not None}:
-                self._drop_room(room, "store failure: resync")
-            for w in batch:
-                if w.connection is not None:
-                    w.connection.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, str(exc))
-            return
-        committed_at = time.perf_counter()
-        self.stats.commits += 1
-        self.stats.last_batch_size = len(entries)
-        self.stats.updates_stored += len(entries)
-        if self.observer is not None and entries:
-            self.observer.on_commit(len(entries), committed_at - started)
-        stored = iter(seqs)
-        # Acks are cumulative: one per connection and document covers the whole batch.
-        answers: dict[tuple[RelayConnection, str, bool], _Write] = {}
+    def _watch(self, stored: str, doc: Doc[Any]) -> UpdateWatch | None:
+        assert self.application is not None
+        tenant, name = split_name(stored)
+        return self.application.watch(tenant, name, doc)
+
+    def _commit_failed(self, batch: list[Write], exc: StoreError) -> None:
+        log.error("commit of %d updates failed: %s", len(batch), exc)
+        for room in {w.room for w in batch if w.data is not None}:
+            self._rooms.drop(room)
+            for peer in list(room.peers):
+                peer.fail(
+                    ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, "store failure: resync"
+                )
         for w in batch:
-            if w.data is not None:
-                w.room.committed_seq = next(stored)
-                w.room.uncommitted -= 1
-                w.room.log_entries += 1
             if w.connection is not None:
-                key = (w.connection, w.room.name, w.seq is None)
-                last = answers.get(key)
-                if last is None or (w.seq or 0) >= (last.seq or 0):
-                    answers[key] = w
-                if self.observer is not None:
-                    self.observer.on_ack(committed_at - w.received)
-        for w in answers.values():
-            self._acknowledge(w)
-        for barrier, done in list(self._flush_waiters):
-            if any(w.room is barrier for w in batch):
-                self._flush_waiters.remove((barrier, done))
-                done.set_result(None)
-        if self.on_commit:
-            committed = [(w.room.name, w.data) for w in batch if w.data is not None]
-            for callback in self.on_commit:
-                callback(committed)
+                w.connection.fail(ErrorCode.STORE_FAILURE, CloseCode.INTERNAL_ERROR, str(exc))
 
-    def _acknowledge(self, write: _Write) -> None:
-        connection = write.connection
-        assert connection is not None
-        session = connection.session
-        if write.seq is not None:
-            if connection.send(session.send_ack(write.room.name, write.seq)):
-                self.stats.acks_sent += 1
-        elif session.single_document is None:
-            connection.send(session.send_status(write.room.name, True))
-
-    # -- maintenance -----------------------------------------------------------------------------
+    async def compact(self, name: str) -> None:
+        """Fold the stored log of ``name`` (a stored name) into its snapshot."""
+        if await self._rooms.compact(name):
+            self.stats.compactions += 1
 
     async def _maintenance_loop(self) -> None:
         while self._running:
             await asyncio.sleep(self.config.maintenance_interval)
             now = time.monotonic()
-            for room in list(self._rooms.values()):
+            for room in list(self._rooms.rooms.values()):
                 try:
                     if room.log_entries >= self.config.compaction.max_log_entries:
                         await self.compact(room.name)
                     idle = now - room.last_active > self.config.idle_eviction_seconds
-                    if idle and not room.peers and room.uncommitted == 0:
-                        await self._evict(room)
+                    quiet = idle and not room.peers and room.uncommitted == 0
+                    if quiet and await self._rooms.evict(room):
+                        self.stats.evictions += 1
+                        self.stats.rooms_loaded = len(self._rooms)
                 except StoreError as exc:
                     log.error("maintenance of %r failed: %s", room.name, exc)
-
-    async def compact(self, name: str) -> None:
-        """Fold the stored log of ``name`` into its snapshot (content-preserving)."""
-        room = self._rooms.get(name)
-        if room is None or room.broken:
-            return
-        # Merge what is stored, not room.doc.get_update(): that drops updates still
-        # waiting for a dependency, and the compaction would delete them from the log.
-        stored = await self.store.load(name)
-        await self.store.compact(name, merge(stored), stored.last_seq)
-        room.log_entries -= len(stored.updates)
-        self.stats.compactions += 1
-
-    async def _evict(self, room: _Room) -> None:
-        if room.log_entries > 1:
-            await self.compact(room.name)
-        if room.peers or room.uncommitted:
-            return
-        self._rooms.pop(room.name, None)
-        if room.subscription is not None:
-            room.doc.unobserve(room.subscription)
-        self.stats.evictions += 1
-        self.stats.rooms_loaded = len(self._rooms)

@@ -24,6 +24,7 @@ import pytest
 from pycrdt import Array, Doc, Map, Text
 
 from crdtsync import (
+    Application,
     Channel,
     CloseCode,
     CompactionPolicy,
@@ -31,6 +32,7 @@ from crdtsync import (
     ErrorCode,
     MemoryChannel,
     MemoryStore,
+    Principal,
     Relay,
     RelayConfig,
     SQLiteStore,
@@ -236,18 +238,22 @@ class Harness:
         document: str | None = None,
         capacity: int = 0,
         wrap: Callable[[Channel], Channel] | None = None,
+        principal: Principal | None = None,
     ) -> RawPeer:
         """A new connection whose relay end (``wrap``-ped) is served in the test's task group."""
         peer_end, relay_end = memory_channel_pair(capacity)
         served: Channel = relay_end if wrap is None else wrap(relay_end)
-        self.tasks.create_task(self.relay.serve(served, document=document))
+        self.tasks.create_task(self.relay.serve(served, document=document, principal=principal))
         return RawPeer(peer_end, document=document)
 
 
 @asynccontextmanager
-async def running(store: Store, config: RelayConfig | None = None) -> AsyncIterator[Harness]:
+async def running(
+    store: Store, config: RelayConfig | None = None, application: Application | None = None
+) -> AsyncIterator[Harness]:
     """Store, then a task group for the connections, then the relay (left first on exit)."""
-    async with store, asyncio.TaskGroup() as tasks, Relay(store, config) as relay:
+    relay = Relay(store, config, application=application)
+    async with store, asyncio.TaskGroup() as tasks, relay:
         yield Harness(relay, store, tasks)
 
 
