@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pycrdt import Doc, Map, Text
-from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 
 from .layout import SIGNATURE_KEY, WORKORDER_ROOTS
 from .models import (
@@ -37,7 +37,7 @@ __all__ = ["lenient", "read_roots", "read_workorder", "valid_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
-_JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
+_JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue, config=ConfigDict(allow_inf_nan=False))
 _ENTRY_MODELS: dict[str, type[BaseModel]] = {
     "tasks": Task,
     "hours": HoursEntry,
