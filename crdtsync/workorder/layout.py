@@ -203,8 +203,8 @@ def create_workorder(
         tasks_root = root_map(doc, "tasks")
         for task_id, task in zip(ids, entries, strict=True):
             tasks_root[task_id] = Map(stored(task, exclude={"id"}))
-        for name in (*COLLECTION_ROOTS, *JSON_ROOTS, *TEXT_ROOTS):
-            doc.get(name, type=WORKORDER_ROOTS[name])
+        for name, kind in WORKORDER_ROOTS.items():
+            doc.get(name, type=kind)
     return ids
 
 
