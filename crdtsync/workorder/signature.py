@@ -16,7 +16,8 @@ part above, serialised with keys sorted at every level, no whitespace
 integral value (``2``, ``2.0``) are written as integers, others in Python's
 shortest round-trip form (``0.1``); datetimes in UTC as
 ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``; dates as ``YYYY-MM-DD``; enums by value;
-absent optional values as ``null``. :func:`content_hash` is the lowercase hex
+model fields whose value is None are left out (so a later optional field does
+not invalidate existing signatures). :func:`content_hash` is the lowercase hex
 sha256 of those bytes: stable across key order, float/int formatting and
 timezone offsets of the same instant.
 """
@@ -99,7 +100,7 @@ def canonical_json(value: Any) -> bytes:
 
 def signed_content(workorder: WorkOrder) -> dict[str, Any]:
     """The signed content of ``workorder`` as a dict of Python values (before canonical JSON)."""
-    data = workorder.model_dump(mode="python", include=set(SIGNED_PARTS))
+    data = workorder.model_dump(mode="python", include=set(SIGNED_PARTS), exclude_none=True)
     data["meta"] = {k: v for k, v in data["meta"].items() if k not in _UNSIGNED_META}
     return data
 
