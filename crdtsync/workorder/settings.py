@@ -58,7 +58,8 @@ class Settings(BaseModel):
         versions: dict[int, Policy] = {}
         for key, value in raw["versions"].items():
             try:
-                versions[_version_key(key)] = _parse(key, value)
+                number = _version_key(key)
+                versions[number] = _parse(key, value)
             except InvalidValue as exc:
                 problems.append(Problem(path=exc.field, message=exc.reason))
         current = _as_version(raw["policy"].get("current"))
