@@ -53,7 +53,7 @@ from uuid import uuid4
 from pycrdt import Doc, Map, Text
 
 from ..exceptions import InvalidValue, SkeletonError
-from ._values import aware, iso, now_utc, stored, validate
+from ._values import aware, check_text, iso, now_utc, stored, validate
 from .models import SCHEMA_VERSION, Info, Party, Schedule, State, Status, Task
 from .names import validate_id
 
@@ -145,6 +145,22 @@ def require_no_skeleton(doc: Doc[Any], kind: str) -> None:
         raise SkeletonError(kind, "the skeleton exists already")
 
 
+def _meta(
+    id: str, number: str, at: datetime, external_ref: str | None, work_type: str | None
+) -> dict[str, Any]:
+    if not isinstance(number, str) or not number.strip() or len(number) > 500:
+        raise InvalidValue("meta.number", "must be a non-empty string of at most 500 characters")
+    meta: dict[str, Any] = {"schema": SCHEMA_VERSION, "id": id, "number": number}
+    meta["created_at"] = iso(at)
+    for key, value in (("external_ref", external_ref), ("work_type", work_type)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > 500:
+            raise InvalidValue(f"meta.{key}", "must be a string of at most 500 characters")
+        meta[key] = value
+    return meta
+
+
 def create_workorder(
     doc: Doc[Any],
     *,
@@ -172,24 +188,18 @@ def create_workorder(
     validate_id(id)
     require_no_skeleton(doc, "wo")
     at = aware(created_at, "meta.created_at") if created_at is not None else now_utc()
+    meta = _meta(id, number, at, external_ref, work_type)
     if status not in (Status.REGISTERED, Status.PLANNED):
         raise InvalidValue("state.status", "a new work order is registered or planned")
-    if not isinstance(number, str) or not number.strip() or len(number) > 500:
-        raise InvalidValue("meta.number", "must be a non-empty string of at most 500 characters")
-    for field, value in (("meta.external_ref", external_ref), ("meta.work_type", work_type)):
-        if value is not None and (not isinstance(value, str) or len(value) > 500):
-            raise InvalidValue(field, "must be a string of at most 500 characters")
+    if planning is not None and planning.technician is not None:
+        validate_id(planning.technician, "planning.technician")
     info = validate(Info, {"short_description": short_description}, "info")
-    if not isinstance(description, str):
-        raise InvalidValue("description", "must be a string")
+    check_text(description, "description")
     state = State(status=status, status_at=at, status_by="office")
     entries = [
         validate(Task, {"id": "new", "title": title, "position": float(i)}, "tasks.new")
         for i, title in enumerate(tasks)
     ]
-    meta: dict[str, Any] = {"schema": SCHEMA_VERSION, "id": id, "number": number}
-    meta |= {"created_at": iso(at)}
-    meta |= {k: v for k, v in (("external_ref", external_ref), ("work_type", work_type)) if v}
     ids = [new_id() for _ in entries]
     with doc.transaction():
         root_map(doc, "meta").update(meta)

@@ -396,3 +396,29 @@ def test_sent_work_order_is_locked_for_devices(
     office.reopen()
     device.append_notes("after reopening")
     assert read(device.doc).status is Status.IN_PROGRESS
+
+
+def test_every_edit_is_one_transaction(
+    device: WorkOrderEditor, make_editor: EditorFactory, clock: Clock
+) -> None:
+    office = make_editor(device.doc, role=Role.OFFICE, actor="office")
+    relay = make_editor(device.doc, role=Role.RELAY, actor="relay")
+    entry: list[str] = [device.add_hours(**hours_args(clock))]
+    task = next(iter(read(device.doc).tasks))
+    edits: list[Callable[[], object]] = [
+        lambda: device.add_hours(**hours_args(clock, remark="r")),
+        lambda: device.update_hours(entry[0], remark="x", break_minutes=5),
+        lambda: device.tick_task(task),
+        lambda: device.untick_task(task),
+        lambda: device.set_status(Status.IN_PROGRESS),
+        lambda: device.set_notes("several words here"),
+        lambda: device.set_notes("several other words"),
+        lambda: device.sign(STROKES, signer_name="C"),
+        lambda: office.set_planning(technician="anna", planned_date=clock.now.date()),
+        lambda: office.set_customer(name="N", phone="1", city=None),
+        lambda: relay.mark_sent("s"),
+        lambda: office.reopen(),
+    ]
+    for index, edit in enumerate(edits):
+        clock.advance(minutes=1)
+        assert transactions(device.doc, edit) == 1, index
