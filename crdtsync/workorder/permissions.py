@@ -32,7 +32,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from .layout import COLLECTION_ROOTS, TEXT_ROOTS, WORKORDER_ROOTS
+from .layout import COLLECTION_ROOTS, SIGNATURE_KEY, TEXT_ROOTS, WORKORDER_ROOTS
 from .models import DEVICE_STATUSES, Status
 from .policy import Policy
 from .watch import ChangeAction, FieldChange
@@ -104,6 +104,8 @@ def _shape(change: FieldChange) -> str | None:
         return None
     if change.path or change.shared:
         return "this root holds plain values only"
+    if change.root == "signature" and change.key != SIGNATURE_KEY:
+        return f"the signature root holds only {SIGNATURE_KEY!r}"
     return None
 
 

@@ -6,12 +6,15 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
 from crdtsync.exceptions import InvalidValue, SkeletonError
 from crdtsync.workorder import (
     OfficeData,
     Planning,
+    Settings,
     assign_workorder,
     create_office_data,
     create_planning,
@@ -20,6 +23,7 @@ from crdtsync.workorder import (
 )
 
 from .conftest import START, replica, sync
+from .strategies import garbage_updates
 
 
 @pytest.fixture
@@ -96,3 +100,19 @@ def test_office_reader_without_skeleton() -> None:
     data, problems = OfficeData.from_doc(Doc())
     assert data == OfficeData()
     assert [p.path for p in problems] == ["meta.id"]
+
+
+OTHER_ROOTS = st.sampled_from(
+    ["meta", "memo", "workorders", "policy", "versions", "overrides", "x"]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(garbage_updates(OTHER_ROOTS))
+def test_readers_never_raise_on_garbage(update: bytes) -> None:
+    doc: Doc[Any] = Doc()
+    doc.apply_update(update)
+    for reader in (OfficeData.from_doc, Planning.from_doc, Settings.from_doc):
+        model, problems = reader(doc)  # type: ignore[operator]
+        model.model_dump(mode="json")
+        assert all(problem.path for problem in problems)

@@ -172,9 +172,9 @@ def test_layout_shape_is_enforced(office_doc: Doc[Any]) -> None:
     opaque = FieldChange("customer", None, (), None, ChangeAction.OPAQUE)
     embed = FieldChange("notes", None, (), [{"insert": {"img": 1}}], ChangeAction.EDIT)
     array_in_map = FieldChange("answers", None, ("q1",), [{"insert": [1]}], ChangeAction.EDIT)
-    assert [v.code for v in check_changes([opaque, embed, array_in_map], Role.OFFICE)] == [
-        ViolationCode.SHAPE
-    ] * 3
+    second_signature = FieldChange("signature", "spare", (), {}, ChangeAction.ADD)
+    found = check_changes([opaque, embed, array_in_map, second_signature], Role.DEVICE)
+    assert [v.code for v in found] == [ViolationCode.SHAPE] * 4
 
 
 def test_identity_is_written_once(office_doc: Doc[Any]) -> None:

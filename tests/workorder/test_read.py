@@ -7,10 +7,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Doc, Map
 
 from crdtsync.workorder import (
-    WORKORDER_ROOTS,
     Policy,
     RequiredSteps,
     Role,
@@ -25,6 +24,7 @@ from crdtsync.workorder import (
 )
 
 from .conftest import new_workorder, replica
+from .strategies import garbage_updates
 
 
 def paths(problems: list[Any]) -> list[str]:
@@ -119,81 +119,6 @@ def test_reading_writes_nothing(office_doc: Doc[Any]) -> None:
 
 
 # -- garbage documents ---------------------------------------------------------------------
-
-KEYS = [
-    "status",
-    "name",
-    "email",
-    "date",
-    "start",
-    "end",
-    "kind",
-    "sha256",
-    "current",
-    "schema",
-    "title",
-    "quantity",
-    "x",
-]
-PLAUSIBLE = st.sampled_from(
-    [
-        "2024-05-01",
-        "2024-05-01T08:00:00+00:00",
-        "2024-05-01T08:00:00",
-        "in_progress",
-        "sent",
-        "photo",
-        "work",
-        "ab" * 32,
-        "image/png",
-        "",
-    ]
-)
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats()
-    | st.text(max_size=12)
-    | PLAUSIBLE
-)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner),
-    max_leaves=8,
-)
-ROOT_NAMES = st.sampled_from([*WORKORDER_ROOTS, "evil", "extra"])
-ROOT_TYPES = st.sampled_from(["map", "text", "array"])
-
-
-@st.composite
-def values(draw: st.DrawFn) -> Any:
-    kind = draw(st.sampled_from(["json", "json", "map", "text", "array"]))
-    if kind == "map":
-        return Map(draw(st.dictionaries(st.sampled_from(KEYS), JSON, max_size=5)))
-    if kind == "text":
-        return Text(draw(st.text(max_size=10)))
-    if kind == "array":
-        return Array(draw(st.lists(JSON, max_size=3)))
-    return draw(JSON)
-
-
-@st.composite
-def garbage_updates(draw: st.DrawFn) -> bytes:
-    """An update from a client that writes anything anywhere."""
-    doc: Doc[Any] = Doc()
-    for _ in range(draw(st.integers(1, 6))):
-        name, kind = draw(ROOT_NAMES), draw(ROOT_TYPES)
-        if kind == "map":
-            root = doc.get(name, type=Map)
-            for key in draw(st.lists(st.sampled_from([*KEYS, "e1", "e2"]), max_size=4)):
-                root[key] = draw(values())
-        elif kind == "text":
-            doc.get(name, type=Text).insert(0, draw(st.text(max_size=10)))
-        else:
-            doc.get(name, type=Array).extend(draw(st.lists(JSON, max_size=3)))
-    return doc.get_update()
-
 
 STRICT = Policy(
     required=RequiredSteps(
