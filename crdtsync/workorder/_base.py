@@ -1,7 +1,7 @@
 """The shared machinery of the work-order editor: checks, entry and section writes.
 
 Private: :class:`~.editor.WorkOrderEditor` is the public class. Every write
-helper here validates completely before it opens the one transaction that
+function here validates completely before it opens the one transaction that
 writes, and writes only keys whose value changes.
 """
 

@@ -1,4 +1,4 @@
-"""Private helpers shared by the writers: validation, stored forms, text edits.
+"""Private building blocks shared by the writers: validation, stored forms, text edits.
 
 * :func:`validate` builds a model and translates pydantic's ValidationError to
   InvalidValue naming the field (``prefix.loc``), at the boundary.

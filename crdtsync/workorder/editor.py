@@ -27,7 +27,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from ..exceptions import InvalidValue
-from ._base import UNSET, EditorBase, Unset, edits
+from ._base import UNSET, Unset, edits
 from ._values import check_json, check_text, edit_text, iso, stored, validate
 from .layout import SIGNATURE_KEY, new_id, root_map, root_text
 from .models import (
@@ -57,7 +57,7 @@ _DEVICE = frozenset({Role.DEVICE})
 _RELAY = frozenset({Role.RELAY})
 
 
-class WorkOrderEditor(OfficeOperations, EditorBase):
+class WorkOrderEditor(OfficeOperations):
     """Typed, validated edits of one work-order document by ``actor`` in ``role``.
 
     ``policy`` (optional) validates form answers against the form definitions

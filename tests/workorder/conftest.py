@@ -1,4 +1,4 @@
-"""Shared helpers for the work-order tests: documents, a settable clock, syncing replicas."""
+"""Shared fixtures for the work-order tests: documents, a settable clock, syncing replicas."""
 
 from __future__ import annotations
 

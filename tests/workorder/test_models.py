@@ -130,7 +130,7 @@ def test_signature_allows_equal_times() -> None:
     signature([[[0.1, 0.1, 3], [0.2, 0.2, 3]]])
 
 
-def test_workorder_defaults_and_helpers() -> None:
+def test_workorder_defaults_and_accessors() -> None:
     task_a = Task(id="b", title="B", position=1)
     task_b = Task(id="a", title="A", position=1)
     task_c = Task(id="c", title="C", position=0)

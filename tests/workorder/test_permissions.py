@@ -38,7 +38,7 @@ def fields(violations: list[Violation]) -> list[tuple[str, ViolationCode]]:
     return [(v.field, v.code) for v in violations]
 
 
-def test_a_normal_device_session_is_allowed(
+def test_a_normal_day_of_device_work_is_allowed(
     office_doc: Doc[Any], make_editor: EditorFactory, clock: Clock
 ) -> None:
     def work(doc: Doc[Any]) -> None:

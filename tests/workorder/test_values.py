@@ -1,4 +1,4 @@
-"""Private helpers: text diffs by character, UTF-8 offsets, JSON checks, validation errors."""
+"""crdtsync.workorder._values: text diffs by character, UTF-8 offsets, JSON checks, errors."""
 
 from __future__ import annotations
 
