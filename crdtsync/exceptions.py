@@ -15,7 +15,14 @@ The tree::
     ├── RemoteError                the other side answered with an error frame
     ├── ConnectionClosed           the channel is gone; carries the close code
     ├── StoreError                 the persistence layer failed (translated at the boundary)
-    └── DeviceError                misuse of the device replica (unknown document, closed device)
+    ├── DeviceError                misuse of the device replica (unknown document, closed device)
+    └── WorkOrderError             a work-order rule refused an operation (nothing was written)
+        ├── InvalidValue           a value failed validation (field, reason)
+        ├── EntryNotFound          an entry id that the collection does not hold
+        ├── WorkOrderLocked        a device edit on a sent or processed work order (status)
+        ├── EditNotAllowed         the role may not perform the operation (role, operation)
+        ├── SkeletonError          the document lacks the skeleton, has it twice, or is newer
+        └── SubmissionBlocked      required steps are missing (the list of missing steps)
 
 Errors carry structured data (codes, document names, sequence numbers) so callers
 never parse messages. Third-party exceptions are translated at the module that
@@ -24,7 +31,9 @@ touches the third party, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
+from typing import Protocol
 
 __all__ = [
     "CloseCode",
@@ -32,17 +41,24 @@ __all__ = [
     "CrdtsyncError",
     "DecodeError",
     "DeviceError",
+    "EditNotAllowed",
+    "EntryNotFound",
     "ErrorCode",
     "Forbidden",
     "ForbiddenField",
     "FrameTooLarge",
     "InvalidDocumentName",
     "InvalidUpdate",
+    "InvalidValue",
     "ProtocolError",
     "RemoteError",
+    "SkeletonError",
     "StoreError",
+    "SubmissionBlocked",
     "TooManyDocuments",
     "UnexpectedMessage",
+    "WorkOrderError",
+    "WorkOrderLocked",
 ]
 
 
@@ -213,3 +229,80 @@ class StoreError(CrdtsyncError):
 
 class DeviceError(CrdtsyncError):
     """Misuse of a device replica: unknown document, device not started, and so on."""
+
+
+class WorkOrderError(CrdtsyncError):
+    """A work-order rule refused an operation. When raised, nothing was written."""
+
+
+class InvalidValue(WorkOrderError):
+    """``field`` (a dotted path such as ``hours.<id>.end``) failed validation for ``reason``."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class EntryNotFound(WorkOrderError):
+    """``collection`` (``hours``, ``tasks``, ...) holds no entry ``entry_id``."""
+
+    def __init__(self, collection: str, entry_id: str) -> None:
+        super().__init__(f"{collection} has no entry {entry_id!r}")
+        self.collection = collection
+        self.entry_id = entry_id
+
+
+class WorkOrderLocked(WorkOrderError):
+    """A device edit on a work order whose status is ``status`` (sent or processed).
+
+    The work order stays locked for devices until the office reopens it.
+    """
+
+    def __init__(self, status: str, operation: str = "") -> None:
+        suffix = f" ({operation})" if operation else ""
+        super().__init__(f"work order is {status}: devices may not edit it{suffix}")
+        self.status = status
+        self.operation = operation
+
+
+class EditNotAllowed(WorkOrderError):
+    """The ``role`` may never perform ``operation`` (for example a device marking processed)."""
+
+    def __init__(self, role: str, operation: str) -> None:
+        super().__init__(f"role {role!r} may not {operation}")
+        self.role = role
+        self.operation = operation
+
+
+class SkeletonError(WorkOrderError):
+    """The document of ``kind`` cannot be used: ``reason`` says why.
+
+    Raised when an editor meets a document without its skeleton (not created by
+    the office yet, or not synced yet), when a skeleton would be created twice,
+    and when the document's schema is newer than this code understands.
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind} document: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+class _Step(Protocol):
+    """What SubmissionBlocked needs of a missing step (see crdtsync.workorder.MissingStep)."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class SubmissionBlocked(WorkOrderError):
+    """A work order may not be sent: ``missing`` lists the steps still to do (never empty)."""
+
+    def __init__(self, missing: Sequence[_Step]) -> None:
+        codes = ", ".join(step.code for step in missing)
+        super().__init__(f"submission blocked, missing: {codes}")
+        self.missing = tuple(missing)
