@@ -6,9 +6,9 @@ Routers (each module's docstring lists its endpoints and roles):
 Bearer`` only; errors are RFC 9457 problem+json (``problems``). Routes reach
 the running :class:`~server.office.Office` through ``app.state.office``.
 
-More routers (work orders, settings, submissions) are added with
-``app.include_router(router, prefix=API_PREFIX)`` and the dependencies in
-``server.api.auth``.
+More routers (work orders, settings, submissions) are built as
+``APIRouter(prefix=API_PREFIX)``, use the dependencies in ``server.api.auth``
+and are added with ``app.include_router(router)``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from . import credentials, feed, hooks
-from .auth import Authenticated, OfficeRole, Reader, authenticated, office_of, require_role
+from .auth import (
+    API_PREFIX,
+    Authenticated,
+    OfficeRole,
+    Reader,
+    authenticated,
+    office_of,
+    require_role,
+)
 from .problems import PROBLEM_RESPONSES, Problem, ProblemDetail, install_problem_handlers
 
 __all__ = [
@@ -33,11 +41,9 @@ __all__ = [
     "require_role",
 ]
 
-API_PREFIX = "/api/v1"
-
 
 def install_api(app: FastAPI) -> None:
     """Mount the office API routers on ``app`` and answer its errors with problem+json."""
     install_problem_handlers(app)
     for module in (credentials, feed, hooks):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router)

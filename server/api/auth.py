@@ -22,7 +22,19 @@ from ..office import Office
 from ..tenants import AuthenticationError, Principal, Role
 from .problems import Problem
 
-__all__ = ["Authenticated", "OfficeRole", "Reader", "office_of", "authenticated", "require_role"]
+__all__ = [
+    "API_PREFIX",
+    "Authenticated",
+    "OfficeRole",
+    "Reader",
+    "office_of",
+    "authenticated",
+    "require_role",
+]
+
+#: Where the office API lives. Routers are built with ``APIRouter(prefix=API_PREFIX)`` (not
+#: given the prefix when included) so that a route's template is its full path (audit logs).
+API_PREFIX = "/api/v1"
 
 _bearer = HTTPBearer(auto_error=False, description="A crdtsync credential: cs_<id>_<secret>")
 _SAFE_METHODS = frozenset({"GET", "HEAD"})

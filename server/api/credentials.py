@@ -22,12 +22,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from ..tenants import Credential, IssuedCredential, LastOfficeCredential, NotFound, Role
-from .auth import Authenticated, OfficeRole, Reader, office_of
+from .auth import API_PREFIX, Authenticated, OfficeRole, Reader, office_of
 from .problems import PROBLEM_RESPONSES, Problem, ProblemDetail
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["credentials"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["credentials"], responses=PROBLEM_RESPONSES)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ProblemDetail, "description": "No such credential in this tenant"}

@@ -23,12 +23,12 @@ from pydantic import BaseModel
 
 from ..changes import MAX_LIMIT, Change
 from ..events import change_stream
-from .auth import Reader, office_of
+from .auth import API_PREFIX, Reader, office_of
 from .problems import PROBLEM_RESPONSES, Problem
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["changes"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["changes"], responses=PROBLEM_RESPONSES)
 
 
 class ChangeOut(BaseModel):

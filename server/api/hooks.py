@@ -19,12 +19,12 @@ from fastapi import APIRouter, Request, Response
 from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
 from ..webhooks import Webhook, WebhookNotFound, WebhookRegistry
-from .auth import OfficeRole, office_of
+from .auth import API_PREFIX, OfficeRole, office_of
 from .problems import PROBLEM_RESPONSES, Problem, ProblemDetail
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["webhooks"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix=API_PREFIX, tags=["webhooks"], responses=PROBLEM_RESPONSES)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ProblemDetail, "description": "No such webhook in this tenant"}
