@@ -3,8 +3,10 @@
 * ``running_app(settings)``: the app with its lifespan, and an httpx client
   over ``ASGITransport`` (no socket; responses are buffered, so not for SSE).
 * ``served(app)``: any ASGI app served by uvicorn on a loopback socket bound to
-  port 0 (the socket listens before uvicorn starts, so there is nothing to
-  wait for); used for event streams, websockets and the webhook receiver.
+  port 0; used for event streams, websockets and the webhook receiver. The
+  socket listens before uvicorn starts, and uvicorn accepts only once the
+  app's startup is complete, so one answered request (``GET /healthz``)
+  means the app is running: nothing to poll.
 * :class:`Receiver`: a webhook receiver that answers from a script of
   statuses and hands every request to the test through a queue.
 """
@@ -79,8 +81,11 @@ async def served(app: Any) -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            await client.get(url + "/healthz")
+        yield url
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, TIMEOUT)
@@ -165,6 +170,10 @@ class Receiver:
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["method"] != "POST":  # the readiness probe
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
             return
         body = b""
         while True:
