@@ -226,8 +226,10 @@ class WebhookDispatcher:
             SIGNATURE_HEADER: sign(claim.secret, timestamp, body),
         }
         try:
-            response = await self._client.post(claim.url, content=body, headers=headers)
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each phase; this bounds the whole attempt (and the lease).
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.post(claim.url, content=body, headers=headers)
+        except (httpx.TimeoutException, TimeoutError):
             return "timeout"
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"[:500]

@@ -158,10 +158,14 @@ class Received:
 
 @dataclass
 class Receiver:
-    """An ASGI webhook receiver: answers ``statuses`` in turn (then 204), records each request."""
+    """An ASGI webhook receiver: answers ``statuses`` in turn (then 204), records each request.
+
+    A status of 0 means: do not answer until ``release`` is set (a hung receiver).
+    """
 
     statuses: list[int] = field(default_factory=list)
     requests: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     count: int = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -184,6 +188,10 @@ class Receiver:
         status = self.statuses[self.count] if self.count < len(self.statuses) else 204
         self.count += 1
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if status == 0:
+            self.requests.put_nowait(Received(headers, body, status))
+            await self.release.wait()
+            status = 504
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         self.requests.put_nowait(Received(headers, body, status))
@@ -197,6 +205,7 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     hook = Receiver()
     async with served(hook) as url:
         yield hook, url + "/hook"
+        hook.release.set()
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], event: asyncio.Event) -> None:

@@ -262,3 +262,24 @@ async def test_unreachable_receivers_are_retried(tmp_path: Path) -> None:
             assert not outcome.delivered
             assert outcome.error
         assert (await office.webhooks.backlog()).pending == 1
+
+
+async def test_a_receiver_that_does_not_answer_times_out_and_is_retried(
+    tmp_path: Path, receiver: tuple[Receiver, str]
+) -> None:
+    hook, url = receiver
+    hook.statuses = [0]
+    settings = fast_settings(tmp_path / "relay.db", webhook_timeout_seconds=0.2)
+    attempts: asyncio.Queue[AttemptOutcome] = asyncio.Queue()
+    async with running_app(settings) as (app, client):
+        office: Office = app.state.office
+        office.dispatcher.on_attempt.append(attempts.put_nowait)
+        tenant = await make_tenant(office)
+        await add_webhook(client, tenant, url)
+        await office.changes.record(tenant.id, "wo/1", "document.updated")
+        first = await asyncio.wait_for(attempts.get(), TIMEOUT)
+        assert (first.delivered, first.error) == (False, "timeout")
+        second = await asyncio.wait_for(attempts.get(), TIMEOUT)
+        assert second.delivered
+    hung, answered = await hook.next(), await hook.next()
+    assert hung.headers["x-crdtsync-delivery"] == answered.headers["x-crdtsync-delivery"]
