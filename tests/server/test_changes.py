@@ -141,7 +141,7 @@ async def test_changes_over_http(client: httpx.AsyncClient, office: Office, tena
     viewer = await office.tenants.create_credential(tenant.id, Role.VIEWER)
     response = await client.get("/api/v1/changes", headers=bearer(viewer.token))
     assert len(response.json()["items"]) == 5
-    device = await office.tenants.create_credential(tenant.id, Role.DEVICE, technician="anna")
+    device = await office.tenants.create_credential(tenant.id, Role.DEVICE, technician="tech-7")
     response = await client.get("/api/v1/changes", headers=bearer(device.token))
     assert response.status_code == 403
     for params in ({"cursor": -1}, {"limit": 0}, {"limit": 1001}, {"cursor": "x"}):

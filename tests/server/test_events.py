@@ -119,7 +119,7 @@ async def test_events_need_an_office_or_viewer_credential(
     live: tuple[str, Office, Tenant],
 ) -> None:
     url, office, tenant = live
-    device = await office.tenants.create_credential(tenant.id, "device", technician="anna")
+    device = await office.tenants.create_credential(tenant.id, "device", technician="tech-7")
     async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
         assert (await client.get("/api/v1/events")).status_code == 401
         response = await client.get("/api/v1/events", headers=bearer(device.token))
