@@ -26,3 +26,17 @@ class RelaySettings(BaseSettings):
     send_queue_size: int = Field(8192, ge=16)
     idle_eviction_seconds: float = Field(30.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    #: Changes buffered per live event stream before a slow client is dropped.
+    event_queue_size: int = Field(1000, ge=1)
+    event_heartbeat_seconds: float = Field(15.0, gt=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_concurrency: int = Field(8, ge=1)
+    #: Failed attempts after which a delivery counts as failing (it is still retried).
+    webhook_failing_after: int = Field(10, ge=1)
+    webhook_retry_initial_seconds: float = Field(5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    #: Serve Prometheus metrics at ``/metrics``.
+    metrics: bool = True
+    #: On shutdown, wait this long for open HTTP responses before cutting them.
+    shutdown_grace_seconds: int = Field(5, ge=1)
