@@ -516,6 +516,15 @@ class Relay:
         copy.apply_update(room.doc.get_update())
         return copy
 
+    def live_document(self, stored: str) -> Doc[Any] | None:
+        """The document of a loaded room (by stored name), or None. Read it; never write it."""
+        room = self._rooms.get(stored)
+        return room.doc if room is not None else None
+
+    async def missing_blobs(self, keys: list[str]) -> list[str]:
+        """The blob keys (see :func:`blob_key`) that are not stored complete."""
+        return await self._blob_store().missing_blobs(keys)
+
     def withdraw(self, allowed: Callable[[Principal, str], bool], reason: str) -> int:
         """Close every open document a principal may no longer read (``allowed`` False):
         the device gets a FORBIDDEN Error and a Close for it. Returns how many closed."""
