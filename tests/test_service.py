@@ -159,7 +159,7 @@ async def test_assigning_while_connected_opens_the_door() -> None:
         assert WorkOrder.from_doc(await bram.open(WO))[0].id == "1001"
 
 
-# -- field rules ------------------------------------------------------------------------------------
+# -- field rules -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("make_store", [MemoryStore, None], ids=["memory", "sqlite"])
@@ -206,7 +206,7 @@ async def test_device_edits_within_the_rules_reach_the_office() -> None:
         assert len(WorkOrder.from_doc(office_copy)[0].hours) == 1
 
 
-# -- sending ----------------------------------------------------------------------------------------
+# -- sending ---------------------------------------------------------------------------------------
 
 
 async def test_sending_without_a_required_signature_is_rejected_with_the_missing_list() -> None:
