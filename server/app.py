@@ -16,14 +16,17 @@ Endpoints:
 * websocket ``/sync``: the native protocol, many documents on one connection.
 * websocket ``/yjs/{doc_id}``: plain y-websocket, one document, for stock Yjs clients.
 
-With a token configured, both websockets need it as ``?token=`` or
-``Authorization: Bearer``; a wrong or missing one is answered with an
-UNAUTHORIZED error frame (native endpoint) and close code 4401.
+The relay enforces the field-service rules (:class:`crdtsync.service.FieldService`).
+Both websockets take a token as ``?token=`` or ``Authorization: Bearer``: a
+credential token acts for its tenant, role and technician; without one, the
+shared token (or nothing, when the relay runs open) acts as an office outside
+every tenant (see :mod:`server.sync_auth`). A refused token is answered with an
+UNAUTHORIZED error frame (native endpoint) and close code 4401. Revoking a
+credential, or its expiry, cuts its open connections.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +45,7 @@ from crdtsync import (
     __version__,
 )
 from crdtsync.protocol import Error, encode_frame, validate_document_name
+from crdtsync.service import FieldService
 
 from .api import install_api
 from .channel import StarletteChannel
@@ -49,6 +53,7 @@ from .dispatcher import RetryPolicy
 from .metrics import CONTENT_TYPE, RelayMetrics
 from .office import Office, OfficeConfig
 from .settings import RelaySettings
+from .sync_auth import SyncAuthenticator, serve_until_expiry
 
 __all__ = ["create_app", "office_config"]
 
@@ -94,11 +99,18 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
         async with (
             SQLiteStore(settings.db, synchronous=settings.synchronous) as store,
             Office(settings.db, office_config(settings), metrics=metrics) as office,
-            Relay(store, config) as relay,
+            Relay(store, config, observer=metrics, application=FieldService()) as relay,
         ):
             app.state.relay = relay
             app.state.store = store
             app.state.office = office
+            shared = settings.token.get_secret_value() if settings.token else None
+            app.state.sync_auth = SyncAuthenticator(office.tenants, shared)
+
+            def cut(credential_id: str) -> None:
+                relay.disconnect(lambda who: who.credential == credential_id, "credential revoked")
+
+            office.tenants.on_revoke.append(cut)
             if settings.token is None:
                 log.warning("no token configured: the relay accepts every connection")
             try:
@@ -111,12 +123,23 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
     metrics.watch_relay(lambda: app.state.relay.stats if hasattr(app.state, "relay") else None)
     install_api(app)
 
-    def authorized(websocket: WebSocket) -> bool:
-        if settings.token is None:
-            return True
-        presented = _presented_token(websocket) or ""
-        expected = settings.token.get_secret_value()
-        return hmac.compare_digest(presented.encode(), expected.encode())
+    async def connect(websocket: WebSocket, document: str | None) -> None:
+        """Accept, authenticate, and serve one sync connection until it closes."""
+        await websocket.accept()
+        found = await app.state.sync_auth.principal(_presented_token(websocket))
+        if found is None:
+            if document is None:
+                error = Error(ErrorCode.UNAUTHORIZED, 0, "missing, wrong, revoked or expired token")
+                await websocket.send_bytes(encode_frame("", error))
+            await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
+            return
+        principal, expires_at = found
+        peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
+        relay: Relay = app.state.relay
+        serving = relay.serve(
+            StarletteChannel(websocket), document=document, peer=peer, principal=principal
+        )
+        await serve_until_expiry(relay, serving, principal, expires_at)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
@@ -145,27 +168,16 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
 
     @app.websocket("/sync")
     async def sync(websocket: WebSocket) -> None:
-        await websocket.accept()
-        if not authorized(websocket):
-            frame = encode_frame("", Error(ErrorCode.UNAUTHORIZED, 0, "missing or wrong token"))
-            await websocket.send_bytes(frame)
-            await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
-            return
-        peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
-        await app.state.relay.serve(StarletteChannel(websocket), peer=peer)
+        await connect(websocket, None)
 
     @app.websocket("/yjs/{doc_id:path}")
     async def yjs(websocket: WebSocket, doc_id: str) -> None:
-        await websocket.accept()
-        if not authorized(websocket):
-            await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
-            return
         try:
             validate_document_name(doc_id)
         except InvalidDocumentName:
+            await websocket.accept()
             await websocket.close(CloseCode.POLICY_VIOLATION, "invalid document name")
             return
-        peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
-        await app.state.relay.serve(StarletteChannel(websocket), document=doc_id, peer=peer)
+        await connect(websocket, doc_id)
 
     return app
