@@ -6,7 +6,17 @@ underscore are private. Layering: ``device`` and ``relay`` use ``store`` and
 """
 
 from .access import ROLES, Application, Principal, UpdateWatch
-from .device import Backoff, Device, DeviceStatus, Rejection
+from .device import (
+    ArchivedUpdate,
+    Backoff,
+    Device,
+    DeviceStatus,
+    Rejection,
+    SubmissionState,
+    SubmissionStatus,
+    Upload,
+    UploadState,
+)
 from .exceptions import (
     CloseCode,
     ConnectionClosed,
@@ -52,6 +62,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ROLES",
     "Application",
+    "ArchivedUpdate",
     "Backoff",
     "BlobStore",
     "Channel",
@@ -88,9 +99,13 @@ __all__ = [
     "StoreError",
     "StoredDocument",
     "SubmissionRecord",
+    "SubmissionState",
+    "SubmissionStatus",
     "TooManyDocuments",
     "UnexpectedMessage",
     "UpdateWatch",
+    "Upload",
+    "UploadState",
     "WebSocketChannel",
     "__version__",
     "blob_key",
