@@ -1,7 +1,8 @@
 """crdtsync: offline-first sync of CRDT documents (pycrdt / Yjs) with durable acknowledgements.
 
 The public surface is what this module exports; submodules starting with an
-underscore are private. Layering: ``device`` and ``relay`` use ``store`` and
+underscore are private. Layering: ``fieldwork`` (a technician's app) uses
+``device`` and ``workorder``; ``device`` and ``relay`` use ``store`` and
 ``transport``, which use ``protocol`` (sans-I/O), which uses ``exceptions``.
 """
 
@@ -23,18 +24,26 @@ from .exceptions import (
     CrdtsyncError,
     DecodeError,
     DeviceError,
+    EditNotAllowed,
+    EntryNotFound,
     ErrorCode,
     Forbidden,
     ForbiddenField,
     FrameTooLarge,
     InvalidDocumentName,
     InvalidUpdate,
+    InvalidValue,
     ProtocolError,
     RemoteError,
+    SkeletonError,
     StoreError,
+    SubmissionBlocked,
     TooManyDocuments,
     UnexpectedMessage,
+    WorkOrderError,
+    WorkOrderLocked,
 )
+from .fieldwork import AssignedWorkOrder, FieldDevice, assigned_documents
 from .relay import Relay, RelayConfig, RelayObserver, RelayStats, blob_key, split_name
 from .store import (
     BlobStore,
@@ -63,6 +72,7 @@ __all__ = [
     "ROLES",
     "Application",
     "ArchivedUpdate",
+    "AssignedWorkOrder",
     "Backoff",
     "BlobStore",
     "Channel",
@@ -75,12 +85,16 @@ __all__ = [
     "Device",
     "DeviceError",
     "DeviceStatus",
+    "EditNotAllowed",
+    "EntryNotFound",
     "ErrorCode",
+    "FieldDevice",
     "Forbidden",
     "ForbiddenField",
     "FrameTooLarge",
     "InvalidDocumentName",
     "InvalidUpdate",
+    "InvalidValue",
     "LocalStore",
     "MemoryChannel",
     "MemoryStore",
@@ -95,9 +109,11 @@ __all__ = [
     "RelayStats",
     "RemoteError",
     "SQLiteStore",
+    "SkeletonError",
     "Store",
     "StoreError",
     "StoredDocument",
+    "SubmissionBlocked",
     "SubmissionRecord",
     "SubmissionState",
     "SubmissionStatus",
@@ -107,7 +123,10 @@ __all__ = [
     "Upload",
     "UploadState",
     "WebSocketChannel",
+    "WorkOrderError",
+    "WorkOrderLocked",
     "__version__",
+    "assigned_documents",
     "blob_key",
     "memory_channel_pair",
     "split_name",
