@@ -281,6 +281,10 @@ class DeviceSync(ReplicaHost):
             and self._all_synced()
             and not any(seqs for name, seqs in self._outbox.items() if not self._is_withdrawn(name))
         ):
+            # Once per burst: what the status now shows as acknowledged is in the file too,
+            # before anyone waiting for the device to be in sync looks at it.
+            if self._held_acks:
+                self.flush()
             if self._last_sync is None or not self._fully_synced:
                 with contextlib.suppress(StoreError):
                     self.store.mark_synced(time.time())
