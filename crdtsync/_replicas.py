@@ -251,12 +251,14 @@ class ReplicaHost:
             fresh = self._open_replica(replica.name, withdrawn=replica.withdrawn)
         finally:
             self._link = link
-        fresh.synced, fresh.live = replica.synced, replica.live
-        if link is not None and link.state(fresh.name) is not DocState.CLOSED:
+        fresh.synced, fresh.live, fresh.reopen = replica.synced, replica.live, replica.reopen
+        if link is None or fresh.withdrawn or fresh.reopen:
+            return
+        if link.state(fresh.name) is DocState.CLOSED:
+            self._start_sync(fresh)
+        else:
             state = fresh.doc.get_state()
             link.send(fresh.name, lambda s: s.send_step1(fresh.name, state))
-        else:
-            self._start_sync(fresh)
 
     # -- a refused field write -------------------------------------------------------------------
 
@@ -277,7 +279,9 @@ class ReplicaHost:
         retired = old.observe(lambda event: self._on_retired_change(name, seq, event))
         self._retired.append((old, retired))
         del self._replicas[name]
-        fresh = self._open_replica(name, withdrawn=replica.withdrawn)
+        # A followed directory is listed again only once the fresh replica received the
+        # relay's state (that triggers it): its empty state in between is not a listing.
+        self._open_replica(name, withdrawn=replica.withdrawn)
         log.warning(
             "%s: relay refused change %d of %s (%s); %d unacknowledged change(s) archived, "
             "resyncing it from the relay",
@@ -287,7 +291,6 @@ class ReplicaHost:
             message,
             discarded,
         )
-        self._changed(fresh.name)
 
     def _on_retired_change(self, name: str, rejection: int, event: TransactionEvent) -> None:
         update: bytes = event.update

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,14 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map
 
-from crdtsync import Device, ErrorCode
-from crdtsync.protocol import Push
+from crdtsync import Channel, Device, ErrorCode, memory_channel_pair
+from crdtsync._updates import is_panic
+from crdtsync.protocol import Push, Role, SyncSession, SyncStep1, decode_frame, encode_frame
 
 from .apps import MapRules
 from .device_harness import FAST, TIMEOUT, Network, network
+from .test_relay import DOC, _history, doc_of, find_breaking_mutation
+from .test_relay import content as relay_content
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -145,3 +149,49 @@ async def test_a_refusal_with_more_edits_in_flight_still_ends_in_sync(
         await device.wait_synced(TIMEOUT)
     relay_doc = await net.relay.read("wo-1", tenant="acme")
     assert content(relay_doc) == {"fields": {"fresh": "edit"}, "locked": {}}
+
+
+async def test_an_update_from_the_relay_that_makes_pycrdt_panic_rebuilds_the_replica(
+    tmp_path: Path,
+) -> None:
+    """The replica is rebuilt from the file and asks for what it lacks on the same link."""
+    history = _history()
+    found = find_breaking_mutation(history, is_panic)
+    if found is None:
+        pytest.skip("no update among 20,000 mutations makes this pycrdt build panic")
+    index, poison = found
+    base = doc_of(*history[:index])
+    device_end, relay_end = memory_channel_pair()
+    links = [device_end]
+
+    async def connect() -> Channel:
+        if not links:
+            raise OSError("one link only")
+        return links.pop()
+
+    relay = SyncSession(Role.RELAY)
+
+    async def next_message() -> Any:
+        async with asyncio.timeout(TIMEOUT):
+            return decode_frame(await relay_end.recv()).message
+
+    async with Device(tmp_path / "a.db", connect, documents=[DOC], backoff=FAST) as device:
+        hello = await next_message()
+        assert isinstance(hello, SyncStep1)
+        relay.receive_frame(encode_frame(DOC, hello))
+        await relay_end.send(relay.send_step2(DOC, base.get_update()))
+        await relay_end.send(relay.send_step1(DOC, base.get_state()))
+        await device.wait_for(lambda s: s.in_sync, TIMEOUT)
+
+        await relay_end.send(relay.send_update(DOC, poison))
+        again = await next_message()
+        assert isinstance(again, SyncStep1)  # the rebuilt replica asks on the same link
+        status = device.status
+        assert status.connected
+        assert status.reconnects == 0
+        assert status.last_error is not None
+        assert "invalid update" in status.last_error
+        assert relay_content(device.doc(DOC)) == relay_content(base)
+        fields(device.doc(DOC))["after"] = "the rebuild"  # and it keeps working
+        pushed = await next_message()
+        assert isinstance(pushed, Push)
