@@ -112,6 +112,8 @@ class Device(DeviceSync):
         seed: int | None = None,
         name: str = "",
     ) -> None:
+        if blob_chunk_size < 1 or blob_window < 1:
+            raise ValueError("blob_chunk_size and blob_window must be at least 1")
         super().__init__(path, name, connector, online=online, backoff=backoff, seed=seed)
         self._initial_documents = list(documents)
         self._submission_backoff = submission_backoff or Backoff(initial=2.0, maximum=60.0)

@@ -170,9 +170,7 @@ class FieldDevice:
             device=self.device.name,
         )
 
-    def attach_photo(
-        self, wo_id: str, data: bytes, *, name: str, mime: str, caption: str = ""
-    ) -> str:
+    def attach_photo(self, wo_id: str, data: bytes, name: str, mime: str, caption: str = "") -> str:
         """Store the photo on the device and queue its upload, then reference it in the work
         order; return the attachment id. The blob comes first, so a reference never names
         bytes the device does not have. If the reference is refused (InvalidValue,
