@@ -138,7 +138,7 @@ class DeviceSync(ReplicaHost):
         synced_once = False
         try:
             async with asyncio.TaskGroup() as tasks:
-                helpers = [
+                workers = [
                     tasks.create_task(self._write_loop(channel, link)),
                     tasks.create_task(uploads.run(link, self._ready)),
                     tasks.create_task(
@@ -148,8 +148,8 @@ class DeviceSync(ReplicaHost):
                 try:
                     synced_once = await self._read_loop(channel, session)
                 finally:
-                    for helper in helpers:
-                        helper.cancel()
+                    for worker in workers:
+                        worker.cancel()
         finally:
             self._link = self._channel = None
             submissions.connection_lost()
