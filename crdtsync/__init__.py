@@ -1,30 +1,49 @@
 """crdtsync: offline-first sync of CRDT documents (pycrdt / Yjs) with durable acknowledgements.
 
 The public surface is what this module exports; submodules starting with an
-underscore are private. Layering: ``device`` and ``relay`` use ``store`` and
+underscore are private. Layering: ``fieldwork`` (a technician's app) uses
+``device`` and ``workorder``; ``device`` and ``relay`` use ``store`` and
 ``transport``, which use ``protocol`` (sans-I/O), which uses ``exceptions``.
 """
 
 from .access import ROLES, Application, Principal, UpdateWatch
-from .device import Backoff, Device, DeviceStatus, Rejection
+from .device import (
+    ArchivedUpdate,
+    Backoff,
+    Device,
+    DeviceStatus,
+    Rejection,
+    SubmissionState,
+    SubmissionStatus,
+    Upload,
+    UploadState,
+)
 from .exceptions import (
     CloseCode,
     ConnectionClosed,
     CrdtsyncError,
     DecodeError,
     DeviceError,
+    EditNotAllowed,
+    EntryNotFound,
     ErrorCode,
     Forbidden,
     ForbiddenField,
     FrameTooLarge,
     InvalidDocumentName,
     InvalidUpdate,
+    InvalidValue,
     ProtocolError,
     RemoteError,
+    SkeletonError,
     StoreError,
+    SubmissionBlocked,
     TooManyDocuments,
     UnexpectedMessage,
+    WorkOrderError,
+    WorkOrderLocked,
 )
+from .fieldwork import AssignedWorkOrder, FieldDevice, assigned_documents
 from .relay import Relay, RelayConfig, RelayObserver, RelayStats, blob_key, split_name
 from .store import (
     BlobStore,
@@ -52,6 +71,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ROLES",
     "Application",
+    "ArchivedUpdate",
+    "AssignedWorkOrder",
     "Backoff",
     "BlobStore",
     "Channel",
@@ -64,12 +85,16 @@ __all__ = [
     "Device",
     "DeviceError",
     "DeviceStatus",
+    "EditNotAllowed",
+    "EntryNotFound",
     "ErrorCode",
+    "FieldDevice",
     "Forbidden",
     "ForbiddenField",
     "FrameTooLarge",
     "InvalidDocumentName",
     "InvalidUpdate",
+    "InvalidValue",
     "LocalStore",
     "MemoryChannel",
     "MemoryStore",
@@ -84,15 +109,24 @@ __all__ = [
     "RelayStats",
     "RemoteError",
     "SQLiteStore",
+    "SkeletonError",
     "Store",
     "StoreError",
     "StoredDocument",
+    "SubmissionBlocked",
     "SubmissionRecord",
+    "SubmissionState",
+    "SubmissionStatus",
     "TooManyDocuments",
     "UnexpectedMessage",
     "UpdateWatch",
+    "Upload",
+    "UploadState",
     "WebSocketChannel",
+    "WorkOrderError",
+    "WorkOrderLocked",
     "__version__",
+    "assigned_documents",
     "blob_key",
     "memory_channel_pair",
     "split_name",

@@ -1,4 +1,4 @@
-"""A device's own SQLite file: document states and the outbox of unacknowledged changes.
+"""A device's own SQLite file: documents, the outbox, blobs, uploads and submissions.
 
 Tables:
 
@@ -8,7 +8,20 @@ Tables:
   acknowledged. Rows hold no data: on reconnect the device sends one diff
   computed from its document against the relay's state vector, so the outbox
   only counts and orders. An Ack for ``seq`` deletes that document's rows up to it.
-* ``rejected(seq, document, code, message, at)``: local changes the relay refused.
+* ``rejected(seq, document, code, message, at, discarded)``: local changes the
+  relay refused; ``discarded`` counts the unacknowledged changes archived with it.
+* ``documents(name, last_synced, withdrawn)``: every document the device holds;
+  ``withdrawn`` is set while the relay has withdrawn the device's access to it.
+* ``archive(id, document, seq, kind, data, unacknowledged, rejection, reason, at)``:
+  a replica's log and outbox rows, moved aside when the replica was replaced
+  after a refused field write (kept for audit and recovery, never replayed).
+* ``blobs(sha, size, data)``: content-addressed bytes (photos, files).
+* ``uploads(document, sha, size, state, restarts, reason)``: each blob to upload
+  for the document that references it: ``pending``, ``uploaded`` or ``failed``.
+* ``submissions(seq, key, document, body, created_at, status, answer)``: each
+  submission (idempotency ``key``) and the relay's last answer to it.
+
+Files written by an older version gain the new tables and columns when opened.
 
 Writes use the standard-library ``sqlite3`` synchronously, on purpose: pycrdt
 calls document observers synchronously, and recording the change inside that
@@ -64,7 +77,48 @@ CREATE TABLE IF NOT EXISTS documents (
     name TEXT PRIMARY KEY,
     last_synced REAL
 );
+CREATE TABLE IF NOT EXISTS archive (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL,
+    unacknowledged INTEGER NOT NULL,
+    rejection INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_by_document ON archive (document, id);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    document TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    PRIMARY KEY (document, sha)
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    document TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    answer TEXT
+);
 """
+
+#: Columns added after the first release of the file format: (table, column, definition).
+_ADDED_COLUMNS = (
+    ("documents", "withdrawn", "INTEGER NOT NULL DEFAULT 0"),
+    ("rejected", "discarded", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 class LocalStore:
@@ -79,6 +133,10 @@ class LocalStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
+            for table, column, definition in _ADDED_COLUMNS:
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open device store {self.path}: {exc}") from exc
 
@@ -222,6 +280,200 @@ class LocalStore:
             ]
         )
 
-    def rejected(self) -> list[tuple[str, int, int, str]]:
-        rows = self._rows("SELECT document, seq, code, message FROM rejected ORDER BY rowid")
-        return [(str(d), int(s), int(c), str(m)) for d, s, c, m in rows]
+    def rejected(self) -> list[tuple[str, int, int, str, int]]:
+        """``(document, seq, code, message, discarded)`` of every refused change, in order."""
+        rows = self._rows(
+            "SELECT document, seq, code, message, discarded FROM rejected ORDER BY rowid"
+        )
+        return [(str(d), int(s), int(c), str(m), int(n)) for d, s, c, m, n in rows]
+
+    # -- withdrawn documents and the archive -------------------------------------------------------
+
+    def set_withdrawn(self, name: str, withdrawn: bool) -> None:
+        self._write([("UPDATE documents SET withdrawn = ? WHERE name = ?", (int(withdrawn), name))])
+
+    def withdrawn(self) -> list[str]:
+        rows = self._rows("SELECT name FROM documents WHERE withdrawn ORDER BY name")
+        return [str(row[0]) for row in rows]
+
+    def replace_document(self, name: str, seq: int, code: int, message: str) -> int:
+        """Record the refusal of change ``seq`` and move the document's whole local log
+        (snapshot, updates) and outbox into the archive, in one transaction: the document
+        then holds nothing locally and resyncs from the relay. Returns how many
+        unacknowledged local changes were discarded (kept in the archive)."""
+        discarded = self.pending(name)
+        at = time.time()
+        archive = (
+            "INSERT INTO archive "
+            "(document, seq, kind, data, unacknowledged, rejection, reason, at) "
+        )
+        args = (seq, message, at, name)
+        self._write(
+            [
+                (
+                    "INSERT INTO rejected (seq, document, code, message, at, discarded) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, name, code, message, at, discarded),
+                ),
+                (
+                    archive + "SELECT document, through_seq, 'snapshot', data, 0, ?, ?, ? "
+                    "FROM snapshots WHERE document = ?",
+                    args,
+                ),
+                (
+                    archive + "SELECT u.document, u.seq, 'update', u.data, "
+                    "EXISTS (SELECT 1 FROM outbox o WHERE o.seq = u.seq), ?, ?, ? "
+                    "FROM updates u WHERE u.document = ? ORDER BY u.seq",
+                    args,
+                ),
+                (
+                    archive + "SELECT o.document, o.seq, 'outbox', X'', 1, ?, ?, ? "
+                    "FROM outbox o WHERE o.document = ? "
+                    "AND o.seq NOT IN (SELECT seq FROM updates) ORDER BY o.seq",
+                    args,
+                ),
+                ("DELETE FROM updates WHERE document = ?", (name,)),
+                ("DELETE FROM snapshots WHERE document = ?", (name,)),
+                ("DELETE FROM outbox WHERE document = ?", (name,)),
+            ]
+        )
+        return discarded
+
+    def archive_retired(self, name: str, update: bytes, rejection: int, reason: str) -> None:
+        """Keep an edit made to a replaced replica (never synced, never replayed)."""
+        self._write(
+            [
+                (
+                    "INSERT INTO archive (document, seq, kind, data, unacknowledged, rejection, "
+                    "reason, at) VALUES (?, 0, 'retired', ?, 1, ?, ?, ?)",
+                    (name, update, rejection, reason, time.time()),
+                )
+            ]
+        )
+
+    def archived(
+        self, name: str | None = None
+    ) -> list[tuple[int, str, int, str, bytes, bool, int, str, float]]:
+        """Archived rows, oldest first: ``(id, document, seq, kind, data, unacknowledged,
+        rejection, reason, at)``."""
+        sql = (
+            "SELECT id, document, seq, kind, data, unacknowledged, rejection, reason, at "
+            "FROM archive"
+        )
+        rows = (
+            self._rows(sql + " WHERE document = ? ORDER BY id", (name,))
+            if name is not None
+            else self._rows(sql + " ORDER BY id")
+        )
+        return [
+            (int(i), str(d), int(s), str(k), bytes(b), bool(u), int(r), str(m), float(a))
+            for i, d, s, k, b, u, r, m, a in rows
+        ]
+
+    # -- blobs and uploads -------------------------------------------------------------------------
+
+    def add_blob(self, name: str, sha: str, data: bytes) -> bool:
+        """Store ``data`` (named ``sha``) and queue its upload for document ``name``, in one
+        transaction. An upload that failed is queued again. Returns False when the upload
+        was queued or done already (nothing changed)."""
+        before = self._rows("SELECT state FROM uploads WHERE document = ? AND sha = ?", (name, sha))
+        if before and before[0][0] != "failed":
+            return False
+        self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO blobs (sha, size, data) VALUES (?, ?, ?)",
+                    (sha, len(data), data),
+                ),
+                (
+                    "INSERT INTO uploads (document, sha, size, state) VALUES (?, ?, ?, 'pending') "
+                    "ON CONFLICT (document, sha) DO UPDATE SET state = 'pending', restarts = 0, "
+                    "reason = NULL",
+                    (name, sha, len(data)),
+                ),
+            ]
+        )
+        return True
+
+    def blob(self, sha: str) -> bytes | None:
+        rows = self._rows("SELECT data FROM blobs WHERE sha = ?", (sha,))
+        return bytes(rows[0][0]) if rows else None
+
+    def blob_chunk(self, sha: str, offset: int, length: int) -> bytes:
+        """Bytes ``offset..offset+length`` of a stored blob (without reading the rest)."""
+        rows = self._rows(
+            "SELECT substr(data, ?, ?) FROM blobs WHERE sha = ?", (offset + 1, length, sha)
+        )
+        if not rows or rows[0][0] is None:
+            raise StoreError(f"the device holds no blob {sha}")
+        return bytes(rows[0][0])
+
+    def uploads(self) -> list[tuple[str, str, int, str, int, str | None]]:
+        """``(document, sha, size, state, restarts, reason)`` of every upload, in order."""
+        rows = self._rows(
+            "SELECT document, sha, size, state, restarts, reason FROM uploads ORDER BY rowid"
+        )
+        return [
+            (str(d), str(h), int(n), str(s), int(r), None if m is None else str(m))
+            for d, h, n, s, r, m in rows
+        ]
+
+    def update_upload(
+        self, name: str, sha: str, state: str, restarts: int, reason: str | None = None
+    ) -> None:
+        self._write(
+            [
+                (
+                    "UPDATE uploads SET state = ?, restarts = ?, reason = ? "
+                    "WHERE document = ? AND sha = ?",
+                    (state, restarts, reason, name, sha),
+                )
+            ]
+        )
+
+    def remove_upload(self, name: str, sha: str) -> None:
+        """Forget an upload; its blob goes too unless another upload still names it."""
+        self._write(
+            [
+                ("DELETE FROM uploads WHERE document = ? AND sha = ?", (name, sha)),
+                (
+                    "DELETE FROM blobs WHERE sha = ? "
+                    "AND NOT EXISTS (SELECT 1 FROM uploads WHERE sha = ?)",
+                    (sha, sha),
+                ),
+            ]
+        )
+
+    # -- submissions -------------------------------------------------------------------------------
+
+    def add_submission(self, key: str, name: str, body: str, created_at: float) -> None:
+        self._write(
+            [
+                (
+                    "INSERT INTO submissions (key, document, body, created_at, status) "
+                    "VALUES (?, ?, ?, ?, 'queued')",
+                    (key, name, body, created_at),
+                )
+            ]
+        )
+
+    def set_submission(self, key: str, status: str, answer: str | None = None) -> None:
+        """Record a submission's status (and the relay's answer, when it has one)."""
+        self._write(
+            [
+                (
+                    "UPDATE submissions SET status = ?, answer = COALESCE(?, answer) WHERE key = ?",
+                    (status, answer, key),
+                )
+            ]
+        )
+
+    def submissions(self) -> list[tuple[str, str, str, float, str, str | None]]:
+        """``(key, document, body, created_at, status, answer)`` of each, oldest first."""
+        rows = self._rows(
+            "SELECT key, document, body, created_at, status, answer FROM submissions ORDER BY seq"
+        )
+        return [
+            (str(k), str(d), str(b), float(c), str(s), None if a is None else str(a))
+            for k, d, b, c, s, a in rows
+        ]

@@ -113,7 +113,9 @@ def test_reject_moves_the_row_to_rejected(local: LocalStore) -> None:
     local.reject("a", refused, ErrorCode.INVALID_UPDATE, "pycrdt refused it")
     assert local.pending("a") == 1
     assert local.last_outbox_seq("a") == kept
-    assert local.rejected() == [("a", refused, int(ErrorCode.INVALID_UPDATE), "pycrdt refused it")]
+    assert local.rejected() == [
+        ("a", refused, int(ErrorCode.INVALID_UPDATE), "pycrdt refused it", 0)
+    ]
 
 
 def test_mark_synced_records_last_synced(local: LocalStore) -> None:
@@ -173,7 +175,7 @@ def test_data_survives_closing_and_reopening(path: Path) -> None:
         assert reopened.documents() == ["wo-1"]
         assert reopened.pending_all() == {"wo-1": 1}
         assert reopened.last_outbox_seq("wo-1") == pending
-        assert reopened.rejected() == [("wo-1", refused, int(ErrorCode.INVALID_UPDATE), "no")]
+        assert reopened.rejected() == [("wo-1", refused, int(ErrorCode.INVALID_UPDATE), "no", 0)]
         assert reopened.last_synced() == 1234.5
         stored = reopened.load("wo-1")
         assert stored.updates == [updates[0], b"bad", updates[1]]
