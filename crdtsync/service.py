@@ -264,7 +264,10 @@ class FieldService:
             if previous.accepted:  # the answer was lost; make sure the mark went in too
                 await self._mark_sent(principal, document, json.loads(previous.result))
             return previous.result
-        kind, _ = parse_document_name(document)
+        try:
+            kind, _ = parse_document_name(document)
+        except InvalidDocumentName:
+            kind = None
         if kind is not DocumentKind.WORKORDER:
             return answer("rejected", key, reason="only work orders are sent")
         workorder, problems = WorkOrder.from_doc(doc)

@@ -18,7 +18,9 @@ Invariants:
 * frames above ``max_frame_size`` and updates above ``max_update_size`` are
   refused before they are decoded further;
 * document names are 1 to 256 characters of ``[A-Za-z0-9._:@/+-]``;
-* a connection opens at most ``max_documents`` documents at once.
+* a connection opens at most ``max_documents`` documents at once;
+* after this side closes a document, frames the peer sent for it before it saw
+  the Close are dropped (they were in flight), until it opens it again.
 """
 
 from __future__ import annotations
@@ -308,6 +310,9 @@ class SyncSession:
         self.max_update_size = max_update_size
         self.max_documents = max_documents
         self._states: dict[str, DocState] = {}
+        # Documents this side closed: the peer may still send for them until it reads the
+        # Close, so what arrives for them (but a new SyncStep1) is dropped, not refused.
+        self._closed_here: set[str] = set()
         self.failure: ProtocolError | None = None
         if self.single_document is not None and role is Role.RELAY:
             # A y-websocket connection is its document: open from the first byte, so the
@@ -345,6 +350,10 @@ class SyncSession:
             if not (isinstance(message, Error) and document == ""):
                 validate_document_name(document)
         self._check_update_size(document, message)
+        if document in self._closed_here:
+            if not isinstance(message, SyncStep1):
+                return []
+            self._closed_here.discard(document)
         before = self.state(document)
         after = TRANSITIONS.get((self.role, before, type(message)))
         if after is None:
@@ -519,8 +528,13 @@ class SyncSession:
         return self._encode(document, BlobStatus(sha256, have, state))
 
     def close_document(self, document: str, code: int = 1000, reason: str = "") -> bytes:
-        """Leave ``document``: its state returns to CLOSED."""
+        """Leave ``document``: its state returns to CLOSED. Until the peer opens it again
+        (SyncStep1), whatever it still sends for it is dropped: it was in flight."""
         self._set_state(document, DocState.CLOSED)
+        if self.single_document is None:
+            if len(self._closed_here) >= self.max_documents:
+                self._closed_here.pop()  # bounded: a peer cannot grow it without limit
+            self._closed_here.add(document)
         return self._encode(document, Close(code, reason))
 
     def _set_state(self, document: str, state: DocState) -> None:

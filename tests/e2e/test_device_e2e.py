@@ -1,8 +1,11 @@
 """End to end: blobs, submissions and followed directories over real websockets.
 
-The relay runs as its own process (``relay_process``) without an application,
-so every submission is answered ``rejected`` (it takes none): enough to see the
-Submit and its answer cross the wire and the device record a final answer.
+The relay runs as its own process (``relay_process``), open (no credentials),
+so the device acts as an office outside every tenant and uses a document that
+is not a work order: its submission is answered ``rejected`` (only work orders
+are sent), which is enough to see the Submit and its answer cross the wire and
+the device record a final answer. The full flow with work orders and
+credentials is in ``test_workflow_e2e``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ async def test_a_blob_queued_offline_uploads_after_a_restart_and_a_submission_is
         state = await device.wait_submission(key, TIMEOUT)
         assert state.status is SubmissionStatus.REJECTED
         assert state.answer is not None
-        assert "takes no submissions" in state.answer["reason"]
+        assert "only work orders are sent" in state.answer["reason"]
         assert [u.state for u in device.uploads()] == [UploadState.UPLOADED]
         await device.wait_synced(TIMEOUT)
     assert sha == hashlib.sha256(data).hexdigest()

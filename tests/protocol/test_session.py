@@ -741,3 +741,22 @@ def test_session_follows_the_table(role: Role, script: list[tuple[str, type]]) -
             model[document] = after
         assert session.state(document) is after
         assert sorted(session.open_documents) == sorted(model)
+
+
+def test_frames_in_flight_for_a_document_the_relay_closed_are_dropped_until_it_reopens() -> None:
+    relay = SyncSession(Role.RELAY)
+    relay.receive_frame(frame(SyncStep1(b"\x00")))
+    relay.close_document(DOC, 4403, "withdrawn")
+    assert relay.receive_frame(frame(Push(1, b"\x00\x00"))) == []
+    assert relay.receive_frame(frame(Update(b"\x00\x00"))) == []
+    assert relay.failure is None
+    assert relay.state(DOC) is DocState.CLOSED
+    events = relay.receive_frame(frame(SyncStep1(b"\x00")))
+    assert [type(e) for e in events] == [SyncRequested]
+    assert relay.state(DOC) is DocState.OPEN
+    # Once reopened, the table applies again.
+    relay.close_document(DOC)
+    relay.receive_frame(frame(SyncStep1(b"\x00")))
+    assert relay.receive_frame(frame(Push(2, b"\x00\x00")))[0] == UpdateReceived(
+        DOC, b"\x00\x00", 2
+    )
