@@ -136,7 +136,9 @@ async def ours_device(link: WorkerLink, params: dict[str, Any]) -> dict[str, Any
     acked: list[str] = []
     if params["crash"]:
         with contextlib.closing(sqlite3.connect(path)) as db:
-            row = db.execute("SELECT MIN(seq) FROM outbox WHERE document = ?", (DOC,)).fetchone()
+            row = db.execute(
+                "SELECT MIN(seq) FROM log WHERE document = ? AND pending = 1", (DOC,)
+            ).fetchone()
         lowest_pending = row[0]
         acked = [k for k, s in seqs.items() if lowest_pending is None or s < lowest_pending]
     return {**result, "acked": acked}

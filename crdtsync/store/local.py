@@ -2,12 +2,16 @@
 
 Tables:
 
-* ``updates(seq, document, data)``: every update the device applied, local or
-  received, in order; with ``snapshots`` it rebuilds each document on restart.
-* ``outbox(seq, document)``: one row per local change the relay has not yet
-  acknowledged. Rows hold no data: on reconnect the device sends one diff
-  computed from its document against the relay's state vector, so the outbox
-  only counts and orders. An Ack for ``seq`` deletes that document's rows up to it.
+* ``log(document, seq, pending, data)``: every update the device applied, local
+  or received, clustered by document and sequence (one B-tree: a local edit is
+  one row written); with ``snapshots`` it rebuilds each document on restart.
+  ``pending`` marks the outbox: local changes the relay has not yet
+  acknowledged. On reconnect the device sends one diff computed from its
+  document against the relay's state vector, so the outbox only counts and
+  orders. An Ack for ``seq`` clears that document's marks up to it. Compaction
+  keeps pending rows (their content is also in the snapshot; applying an update
+  twice changes nothing). Sequences are the device's own, one counter for all
+  documents.
 * ``rejected(seq, document, code, message, at, discarded)``: local changes the
   relay refused; ``discarded`` counts the unacknowledged changes archived with it.
 * ``documents(name, last_synced, withdrawn)``: every document the device holds;
@@ -49,23 +53,22 @@ from .base import StoredDocument
 
 __all__ = ["LocalStore"]
 
+_INSERT = "INSERT INTO log (document, seq, pending, data) VALUES (?, ?, ?, ?)"
+_ACKNOWLEDGE = "UPDATE log SET pending = 0 WHERE document = ? AND seq <= ? AND pending = 1"
+
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS updates (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS log (
     document TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS updates_by_document ON updates (document, seq);
+    seq INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (document, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     document TEXT PRIMARY KEY,
     data BLOB NOT NULL,
     through_seq INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    document TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_by_document ON outbox (document, seq);
 CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER NOT NULL,
     document TEXT NOT NULL,
@@ -114,6 +117,9 @@ CREATE TABLE IF NOT EXISTS submissions (
 );
 """
 
+#: Where sequences were handed out: the next one is above all of them.
+_SEQUENCES = (("log", "seq"), ("snapshots", "through_seq"), ("archive", "seq"), ("rejected", "seq"))
+
 #: Columns added after the first release of the file format: (table, column, definition).
 _ADDED_COLUMNS = (
     ("documents", "withdrawn", "INTEGER NOT NULL DEFAULT 0"),
@@ -137,11 +143,44 @@ class LocalStore:
                 columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            self._migrate_log()
+            self._seq = max(
+                int(
+                    self._db.execute(f"SELECT COALESCE(MAX({column}), 0) FROM {table}").fetchone()[
+                        0
+                    ]
+                )
+                for table, column in _SEQUENCES
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open device store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
+
+    def _migrate_log(self) -> None:
+        """Move a file's ``updates`` and ``outbox`` tables (the first format) into ``log``."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if "updates" not in tables:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR IGNORE INTO log (document, seq, pending, data) "
+                "SELECT u.document, u.seq, EXISTS (SELECT 1 FROM outbox o WHERE o.seq = u.seq), "
+                "u.data FROM updates u"
+            )
+            # Pending changes whose update was compacted into the snapshot: keep the mark.
+            self._db.execute(
+                "INSERT OR IGNORE INTO log (document, seq, pending, data) "
+                "SELECT document, seq, 1, X'0000' FROM outbox"
+            )
+            self._db.execute("DROP TABLE updates")
+            self._db.execute("DROP TABLE outbox")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> int:
         """Run statements in one transaction; return the last row id."""
@@ -179,14 +218,14 @@ class LocalStore:
 
     def load(self, name: str) -> StoredDocument:
         snap = self._rows("SELECT data, through_seq FROM snapshots WHERE document = ?", (name,))
-        rows = self._rows("SELECT seq, data FROM updates WHERE document = ? ORDER BY seq", (name,))
+        rows = self._rows("SELECT seq, data FROM log WHERE document = ? ORDER BY seq", (name,))
         snapshot, snapshot_seq = (bytes(snap[0][0]), int(snap[0][1])) if snap else (None, 0)
         last = max(snapshot_seq, int(rows[-1][0]) if rows else 0)
         updates = [bytes(row[1]) for row in rows]
         return StoredDocument(name, snapshot, snapshot_seq, updates, last_seq=last)
 
     def log_size(self, name: str) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM updates WHERE document = ?", (name,))[0][0])
+        return int(self._rows("SELECT COUNT(*) FROM log WHERE document = ?", (name,))[0][0])
 
     def compact(self, name: str, snapshot: bytes, through_seq: int) -> None:
         self._write(
@@ -197,7 +236,10 @@ class LocalStore:
                     "through_seq = excluded.through_seq",
                     (name, snapshot, through_seq),
                 ),
-                ("DELETE FROM updates WHERE document = ? AND seq <= ?", (name, through_seq)),
+                (
+                    "DELETE FROM log WHERE document = ? AND seq <= ? AND pending = 0",
+                    (name, through_seq),
+                ),
             ]
         )
 
@@ -205,12 +247,7 @@ class LocalStore:
 
     def record_local(self, name: str, update: bytes) -> int:
         """Store a local change and queue it in the outbox; return its outbox sequence."""
-        return self._write(
-            [
-                ("INSERT INTO updates (document, data) VALUES (?, ?)", (name, update)),
-                ("INSERT INTO outbox (seq, document) VALUES (last_insert_rowid(), ?)", (name,)),
-            ]
-        )
+        return self.record((name, update))
 
     def record(
         self,
@@ -222,26 +259,20 @@ class LocalStore:
         dropped, then ``local`` stored and queued. Returns the local change's outbox
         sequence (0 without one)."""
         statements: list[tuple[str, tuple[object, ...]]] = [
-            ("INSERT INTO updates (document, data) VALUES (?, ?)", (name, update))
-            for name, update in remote
+            (_INSERT, (name, self._next_seq(), 0, update)) for name, update in remote
         ]
-        statements += [
-            ("DELETE FROM outbox WHERE document = ? AND seq <= ?", (name, seq))
-            for name, seq in (acks or {}).items()
-        ]
+        statements += [(_ACKNOWLEDGE, (name, seq)) for name, seq in (acks or {}).items()]
+        seq = 0
         if local is not None:
-            statements += [
-                ("INSERT INTO updates (document, data) VALUES (?, ?)", local),
-                ("INSERT INTO outbox (seq, document) VALUES (last_insert_rowid(), ?)", local[:1]),
-            ]
-        if not statements:
-            return 0
-        last = self._write(statements)
-        return last if local is not None else 0
+            seq = self._next_seq()
+            statements.append((_INSERT, (local[0], seq, 1, local[1])))
+        if statements:
+            self._write(statements)
+        return seq
 
     def outbox(self) -> dict[str, list[int]]:
         """Every outbox sequence, per document, in order."""
-        rows = self._rows("SELECT document, seq FROM outbox ORDER BY seq")
+        rows = self._rows("SELECT document, seq FROM log WHERE pending = 1 ORDER BY seq")
         result: dict[str, list[int]] = {}
         for document, seq in rows:
             result.setdefault(str(document), []).append(int(seq))
@@ -249,22 +280,25 @@ class LocalStore:
 
     def record_remote(self, name: str, update: bytes) -> int:
         """Store an update received from the relay."""
-        return self._write([("INSERT INTO updates (document, data) VALUES (?, ?)", (name, update))])
+        seq = self._next_seq()
+        self._write([(_INSERT, (name, seq, 0, update))])
+        return seq
 
     def acknowledge(self, name: str, seq: int) -> int:
         """Drop outbox rows of ``name`` up to ``seq``; return how many remain for it."""
-        self._write([("DELETE FROM outbox WHERE document = ? AND seq <= ?", (name, seq))])
+        self._write([(_ACKNOWLEDGE, (name, seq))])
         return self.pending(name)
 
     def pending(self, name: str) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM outbox WHERE document = ?", (name,))[0][0])
+        sql = "SELECT COUNT(*) FROM log WHERE document = ? AND pending = 1"
+        return int(self._rows(sql, (name,))[0][0])
 
     def pending_all(self) -> dict[str, int]:
-        rows = self._rows("SELECT document, COUNT(*) FROM outbox GROUP BY document")
+        rows = self._rows("SELECT document, COUNT(*) FROM log WHERE pending = 1 GROUP BY document")
         return {str(doc): int(count) for doc, count in rows}
 
     def last_outbox_seq(self, name: str) -> int:
-        rows = self._rows("SELECT MAX(seq) FROM outbox WHERE document = ?", (name,))
+        rows = self._rows("SELECT MAX(seq) FROM log WHERE document = ? AND pending = 1", (name,))
         return int(rows[0][0] or 0)
 
     def reject(self, name: str, seq: int, code: int, message: str) -> None:
@@ -276,7 +310,7 @@ class LocalStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (seq, name, code, message, time.time()),
                 ),
-                ("DELETE FROM outbox WHERE document = ? AND seq = ?", (name, seq)),
+                ("UPDATE log SET pending = 0 WHERE document = ? AND seq = ?", (name, seq)),
             ]
         )
 
@@ -321,20 +355,12 @@ class LocalStore:
                     args,
                 ),
                 (
-                    archive + "SELECT u.document, u.seq, 'update', u.data, "
-                    "EXISTS (SELECT 1 FROM outbox o WHERE o.seq = u.seq), ?, ?, ? "
-                    "FROM updates u WHERE u.document = ? ORDER BY u.seq",
+                    archive + "SELECT document, seq, 'update', data, pending, ?, ?, ? "
+                    "FROM log WHERE document = ? ORDER BY seq",
                     args,
                 ),
-                (
-                    archive + "SELECT o.document, o.seq, 'outbox', X'', 1, ?, ?, ? "
-                    "FROM outbox o WHERE o.document = ? "
-                    "AND o.seq NOT IN (SELECT seq FROM updates) ORDER BY o.seq",
-                    args,
-                ),
-                ("DELETE FROM updates WHERE document = ?", (name,)),
+                ("DELETE FROM log WHERE document = ?", (name,)),
                 ("DELETE FROM snapshots WHERE document = ?", (name,)),
-                ("DELETE FROM outbox WHERE document = ?", (name,)),
             ]
         )
         return discarded

@@ -135,7 +135,7 @@ def outbox_seqs(path: Path) -> set[int]:
     """The outbox rows still waiting for an Ack in a device's file (read-only peek)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return {int(row[0]) for row in db.execute("SELECT seq FROM outbox")}
+        return {int(row[0]) for row in db.execute("SELECT seq FROM log WHERE pending = 1")}
     finally:
         db.close()
 

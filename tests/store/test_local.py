@@ -143,18 +143,20 @@ def test_updates_load_back_in_order_as_the_document(local: LocalStore) -> None:
 
 
 def test_compaction_keeps_the_content_and_the_outbox(local: LocalStore) -> None:
-    """Compacting the device log keeps content and later updates, and leaves the outbox alone."""
+    """Compacting the device log keeps content and later updates, and leaves the outbox alone:
+    acknowledged rows go into the snapshot, pending ones stay (also in the snapshot)."""
     original, updates = text_updates("a", "b", "c", "d", "e")
     seqs = [local.record_local("wo-1", update) for update in updates[:3]]
+    local.acknowledge("wo-1", seqs[0])
     stored = local.load("wo-1")
     local.compact("wo-1", merge(stored), stored.last_seq)
     for update in updates[3:]:
         local.record_local("wo-1", update)
     reloaded = local.load("wo-1")
     assert reloaded.snapshot_seq == seqs[-1]
-    assert reloaded.updates == updates[3:]
+    assert reloaded.updates == updates[1:]  # the acknowledged first one is only in the snapshot
     assert notes(build_doc(reloaded)) == notes(original) == "abcde"
-    assert local.pending("wo-1") == 5
+    assert local.pending("wo-1") == 4
 
 
 def test_data_survives_closing_and_reopening(path: Path) -> None:
