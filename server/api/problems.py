@@ -60,6 +60,7 @@ class Problem(Exception):
         *,
         headers: dict[str, str] | None = None,
         credential: str = "",
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -67,6 +68,7 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers
         self.credential = credential
+        self.errors = errors
 
 
 def _problem_body(
@@ -149,6 +151,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status,
             exc.code,
             exc.detail,
+            errors=exc.errors,
             headers=exc.headers,
             credential=exc.credential,
         )
