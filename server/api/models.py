@@ -66,9 +66,9 @@ def _utf8(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_utf8)]
-Short = Annotated[Text, Field(max_length=500)]
-Long = Annotated[Text, Field(max_length=MAX_TEXT)]
+Short = Annotated[str, Field(max_length=500), AfterValidator(_utf8)]
+Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_utf8)]
+Long = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_utf8)]
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
@@ -86,7 +86,7 @@ class PartyIn(_In):
     country: Short | None = None
     contact_name: Short | None = None
     phone: Short | None = None
-    email: Annotated[Text, Field(max_length=320)] | None = None
+    email: Annotated[str, Field(max_length=320), AfterValidator(_utf8)] | None = None
 
     def given(self) -> dict[str, Any]:
         """The keys the request holds (with their values, None to clear)."""
@@ -116,7 +116,7 @@ class WorkOrderCreate(_In):
     """A new work order: its whole CRDT skeleton is created at once."""
 
     id: Id | None = Field(None, description="Omit to have one generated.")
-    number: Annotated[Short, Field(min_length=1)]
+    number: Name
     external_ref: Short | None = None
     work_type: Short | None = None
     customer: PartyIn | None = None
@@ -126,14 +126,14 @@ class WorkOrderCreate(_In):
     )
     short_description: Short = ""
     description: Long = ""
-    tasks: list[Annotated[Short, Field(min_length=1)]] = Field(default_factory=list, max_length=200)
+    tasks: list[Name] = Field(default_factory=list, max_length=200)
     memo: Long = Field("", description="The office-only memo (never sent to devices).")
 
 
 class WorkOrderPatch(_In):
     """Office edits, merged with concurrent device edits field by field."""
 
-    number: Annotated[Short, Field(min_length=1)] | None = None
+    number: Name | None = None
     external_ref: Short | None = None
     work_type: Short | None = None
     planning: PlanningIn | None = None

@@ -20,6 +20,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -89,10 +90,14 @@ def _cursor(after: str) -> str:
 
 
 def _after(cursor: str) -> str:
+    padded = cursor + "=" * (-len(cursor) % 4)
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        after = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise Problem(422, "invalid_cursor", "not a cursor this API gave out") from exc
+    if not re.fullmatch(ID_PATTERN, after):
+        raise Problem(422, "invalid_cursor", "not a cursor this API gave out")
+    return after
 
 
 async def _one(request: Request, tenant: str, ident: str, status: int = 200) -> Response:
