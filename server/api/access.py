@@ -33,7 +33,7 @@ from ..viewrows import WorkOrderView
 from ..views import WorkOrderViews
 from ..workorders import NotSent, OfficeWorkOrders, WorkOrderExists, WorkOrderNotFound
 from .auth import require_role
-from .problems import MEDIA_TYPE, Problem, ProblemDetail
+from .problems import Problem, problem_doc
 
 __all__ = [
     "Anyone",
@@ -54,12 +54,8 @@ Anyone = Annotated[Principal, Depends(require_role(Role.OFFICE, Role.VIEWER, Rol
 CATCH_UP_SECONDS = 10.0
 
 
-def _response(description: str) -> dict[str, Any]:
-    return {"model": ProblemDetail, "content": {MEDIA_TYPE: {}}, "description": description}
-
-
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: _response("No such work order for this credential")
+    404: problem_doc("No such work order for this credential")
 }
 
 

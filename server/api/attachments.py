@@ -14,7 +14,7 @@ protocol (resumable chunks); this upload is for the office's own files.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request, Response
@@ -25,17 +25,13 @@ from crdtsync.store import sha256_hex
 from .access import Anyone, relay_of, views_of, visible_ids
 from .auth import API_PREFIX, OfficeRole
 from .models import UploadOut
-from .problems import MEDIA_TYPE, PROBLEM_RESPONSES, Problem, ProblemDetail
+from .problems import PROBLEM_RESPONSES, Problem, problem_doc
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["attachments"], responses=PROBLEM_RESPONSES)
 
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="Lower-case hex sha256")]
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"model": ProblemDetail, "content": {MEDIA_TYPE: {}}, "description": description}
 
 
 def _blobs(request: Request) -> BlobStore:
@@ -53,7 +49,7 @@ def _blobs(request: Request) -> BlobStore:
             "content": {"application/octet-stream": {"schema": {"type": "string"}}},
             "description": "The bytes, with the attachment's MIME type",
         },
-        404: _problem("No such blob for this credential"),
+        404: problem_doc("No such blob for this credential"),
     },
 )
 async def get_attachment(request: Request, sha256: Sha256, principal: Anyone) -> Response:
@@ -84,8 +80,8 @@ def _quoted(name: str) -> str:
     responses={
         200: {"model": UploadOut, "description": "The relay held it already"},
         201: {"model": UploadOut, "description": "Stored"},
-        411: _problem("Content-Length missing"),
-        413: _problem("Larger than the relay takes"),
+        411: problem_doc("Content-Length missing"),
+        413: problem_doc("Larger than the relay takes"),
     },
     openapi_extra={
         "requestBody": {

@@ -15,7 +15,7 @@ nested objects change only the keys they hold.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,10 +23,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     model_validator,
 )
 
-from crdtsync.workorder import Party, Policy, Schedule, Status, WorkOrder
+from crdtsync.workorder import InvalidValue, Party, Policy, Schedule, Status, WorkOrder
 from crdtsync.workorder import Problem as DomainProblem
 
 from ..viewrows import WorkOrderView
@@ -72,6 +73,18 @@ Long = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_utf8)]
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _domain(model: type[M], data: dict[str, Any], field: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join([field, *(str(part) for part in error["loc"])])
+        raise InvalidValue(path, error["msg"]) from exc
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -92,8 +105,9 @@ class PartyIn(_In):
         """The keys the request holds (with their values, None to clear)."""
         return {key: getattr(self, key) for key in self.model_fields_set}
 
-    def party(self) -> Party:
-        return Party(**self.given())
+    def party(self, field: str) -> Party:
+        """The domain's :class:`Party`; InvalidValue (naming ``field``) where it refuses."""
+        return _domain(Party, self.given(), field)
 
 
 class PlanningIn(_In):
@@ -109,7 +123,8 @@ class PlanningIn(_In):
         return {key: getattr(self, key) for key in self.model_fields_set}
 
     def schedule(self) -> Schedule:
-        return Schedule(**self.given())
+        """The domain's :class:`Schedule`; InvalidValue where it refuses."""
+        return _domain(Schedule, self.given(), "planning")
 
 
 class WorkOrderCreate(_In):

@@ -41,20 +41,14 @@ from ..tenants import Principal, Role
 from .access import Anyone, domain_problem, relay_of
 from .auth import API_PREFIX, OfficeRole
 from .models import ID_PATTERN, PolicyCreated, PolicyIn, SettingsOut, VersionIn
-from .problems import MEDIA_TYPE, PROBLEM_RESPONSES, Problem, ProblemDetail
+from .problems import PROBLEM_RESPONSES, Problem, problem_doc
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["settings"], responses=PROBLEM_RESPONSES)
 
 Technician = Annotated[str, Path(pattern=ID_PATTERN)]
-_NO_SETTINGS: dict[int | str, dict[str, Any]] = {
-    409: {
-        "model": ProblemDetail,
-        "content": {MEDIA_TYPE: {}},
-        "description": "No policy is published yet",
-    }
-}
+_NO_SETTINGS: dict[int | str, dict[str, Any]] = {409: problem_doc("No policy is published yet")}
 
 
 def _settings_out(doc: Doc[Any], technician: str | None) -> SettingsOut:

@@ -32,7 +32,7 @@ from crdtsync.workorder import Signature, WorkOrder, WorkOrderError, signature_s
 from .access import NOT_FOUND, domain_problem, relay_of, visible_view, workorders_of
 from .auth import API_PREFIX, OfficeRole, Reader
 from .models import ID_PATTERN, MemoIn, MemoOut, SubmissionDetail, SubmissionList, SubmissionOut
-from .problems import MEDIA_TYPE, PROBLEM_RESPONSES, Problem, ProblemDetail
+from .problems import PROBLEM_RESPONSES, Problem, problem_doc
 
 __all__ = ["router"]
 
@@ -43,11 +43,7 @@ RecordNumber = Annotated[int, Path(ge=1, le=2**62)]
 SVG = "image/svg+xml"
 _SVG_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The signature"},
-    404: {
-        "model": ProblemDetail,
-        "content": {MEDIA_TYPE: {}},
-        "description": "No such work order or record, or it has no signature",
-    },
+    404: problem_doc("No such work order or record, or it has no signature"),
 }
 
 

@@ -54,7 +54,7 @@ from .models import (
     WorkOrderPatch,
     summary_json,
 )
-from .problems import MEDIA_TYPE, PROBLEM_RESPONSES, Problem, ProblemDetail
+from .problems import PROBLEM_RESPONSES, Problem, problem_doc
 
 __all__ = ["router", "workorder_body"]
 
@@ -62,12 +62,8 @@ router = APIRouter(prefix=API_PREFIX, tags=["work orders"], responses=PROBLEM_RE
 
 MAX_PAGE = 500
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ProblemDetail, "content": {MEDIA_TYPE: {}}, "description": "Refused now"},
-    503: {
-        "model": ProblemDetail,
-        "content": {MEDIA_TYPE: {}},
-        "description": "Stored, but the views are behind",
-    },
+    409: problem_doc("Refused in the work order's present state"),
+    503: problem_doc("Stored, but the views are behind"),
 }
 WorkOrderId = Annotated[str, Path(pattern=ID_PATTERN)]
 
@@ -128,20 +124,20 @@ async def create_workorder(
     starts as ``planned``. An existing id is a 409 ``workorder_exists``.
     """
     ident = body.id or new_id()
-    new = NewWorkOrder(
-        id=ident,
-        number=body.number,
-        external_ref=body.external_ref,
-        work_type=body.work_type,
-        customer=body.customer.party() if body.customer else None,
-        delivery=body.delivery.party() if body.delivery else None,
-        schedule=body.planning.schedule() if body.planning else None,
-        short_description=body.short_description,
-        description=body.description,
-        tasks=list(body.tasks),
-        memo=body.memo,
-    )
     try:
+        new = NewWorkOrder(
+            id=ident,
+            number=body.number,
+            external_ref=body.external_ref,
+            work_type=body.work_type,
+            customer=body.customer.party("customer") if body.customer else None,
+            delivery=body.delivery.party("delivery") if body.delivery else None,
+            schedule=body.planning.schedule() if body.planning else None,
+            short_description=body.short_description,
+            description=body.description,
+            tasks=list(body.tasks),
+            memo=body.memo,
+        )
         await workorders_of(request).create(principal.tenant_id, new)
     except (WorkOrderError, WorkOrderExists) as exc:
         raise domain_problem(exc) from exc
