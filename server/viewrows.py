@@ -3,7 +3,11 @@
 Written by :class:`server.views.WorkOrderViews`, read by the office API. Every
 list is ordered by ``id`` and paged by keyset (``id > after``); each filter
 column has an index ending in ``id`` so that a filtered page reads only the
-rows it returns. Dates are ISO text and times fixed-width UTC text
+rows it returns. Which index serves a query is the planner's choice, so the
+views keep the table's statistics current (``ANALYZE``, see
+:class:`server.views.WorkOrderViews`): without them SQLite may pick the
+planned-date index for a technician's page and sort every row of the range.
+Dates are ISO text and times fixed-width UTC text
 (:func:`server.officedb.format_time`), so text order is date and time order.
 """
 
@@ -18,7 +22,7 @@ from typing import Any
 
 from .officedb import format_time, parse_time
 
-__all__ = ["COLUMNS", "SCHEMA", "ViewQuery", "WorkOrderView", "view_of"]
+__all__ = ["COLUMNS", "SCHEMA", "SUMMARY_COLUMNS", "ViewQuery", "WorkOrderView", "view_of"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workorder_views (
@@ -63,6 +67,10 @@ COLUMNS = (
     "changed_at, source_seq, sent_submission_id, changed_after_sending, changed_paths, "
     "problems, json"
 )
+
+#: :data:`COLUMNS` for a list: the paths, problems and state are left out (constants instead),
+#: so a page reads the summary columns only.
+SUMMARY_COLUMNS = COLUMNS.replace("changed_paths, problems, json", "'[]', '[]', '{}'")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,10 @@ Tables (office database, portable SQL)::
 ``changed_paths`` what changed since the accepted submission the work order
 was sent with (``state.*`` left out: that is the sending's own bookkeeping);
 ``changed_at`` the relay's clock at the commit that last changed ``json``.
-Lists page by keyset on ``id`` (indexes per filter column, each ending in ``id``).
+Lists page by keyset on ``id`` (indexes per filter column, each ending in ``id``);
+the worker refreshes the table's statistics (``ANALYZE``) after
+:data:`ANALYZE_EVERY` rows written, then each time the table could have doubled,
+so that the planner picks the index of the most selective filter.
 
 **Flow.** ``relay.on_commit`` calls :meth:`WorkOrderViews._committed`
 synchronously: it only notes the stored names of ``wo/*`` documents in a
@@ -76,13 +79,16 @@ from crdtsync.workorder import (
 from .changes import FeedTransaction, NewChange
 from .office import Office
 from .officedb import Transaction
-from .viewrows import COLUMNS, ViewQuery, WorkOrderView, view_of
+from .viewrows import COLUMNS, SUMMARY_COLUMNS, ViewQuery, WorkOrderView, view_of
 
 __all__ = ["ViewQuery", "WorkOrderView", "WorkOrderViews", "view_row"]
 
 log = logging.getLogger("crdtsync.views")
 
 _MAX_PATHS = 100
+#: Views written before the planner's statistics are first refreshed (then: as many as the
+#: table held at the last refresh).
+ANALYZE_EVERY = 1000
 
 
 def _workorder_id(stored: str) -> tuple[str, str] | None:
@@ -194,7 +200,9 @@ class WorkOrderViews:
         self.max_pending = max_pending
         self.batch_size = batch_size
         self._pending: dict[str, dt.datetime] = {}
+        self._taken: dict[str, dt.datetime] = {}  # what the worker is writing now
         self._rescan = True
+        self._scanning = False
         self._generation = 0
         self._done = 0
         self._wake = asyncio.Event()
@@ -203,6 +211,8 @@ class WorkOrderViews:
         self._tasks: asyncio.TaskGroup | None = None
         self._worker: asyncio.Task[None] | None = None
         self.rebuilt = 0  # views written since start (for tests and the benchmark)
+        self._unanalyzed = 0
+        self._analyzed_rows = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -231,8 +241,9 @@ class WorkOrderViews:
 
     @property
     def backlog(self) -> int:
-        """Documents waiting for their view (a pending rescan counts as one)."""
-        return len(self._pending) + int(self._rescan)
+        """Work orders waiting for their view, being built included (a rescan to do or under
+        way counts as one): 0 means every commit so far is in the views."""
+        return len(self._pending) + len(self._taken) + int(self._rescan or self._scanning)
 
     # -- following the relay ---------------------------------------------------------------------
 
@@ -269,12 +280,14 @@ class WorkOrderViews:
             self._wake.clear()
             mark = self._generation
             rescan, self._rescan = self._rescan, False
-            taken, self._pending = self._pending, {}
+            taken = self._taken = self._pending
+            self._pending = {}
+            self._scanning = rescan
             try:
                 if rescan:
                     for name in await self._stale():
                         taken.setdefault(name, dt.datetime.now(dt.UTC))
-                    rescan = False
+                    rescan = self._scanning = False
                 names = list(taken)
                 for start in range(0, len(names), self.batch_size):
                     chunk = names[start : start + self.batch_size]
@@ -285,15 +298,33 @@ class WorkOrderViews:
                 log.error("work-order views fall behind, retrying in %.1f s: %s", delay, exc)
                 for name, at in taken.items():
                     self._pending.setdefault(name, at)
+                taken.clear()
                 self._rescan = self._rescan or rescan  # the rescan itself failed: again
+                self._scanning = False
                 self._wake.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
+            if self._unanalyzed >= max(ANALYZE_EVERY, self._analyzed_rows):
+                await self._analyze()
             async with self._progress:
                 self._done = mark
                 self._progress.notify_all()
+
+    async def _analyze(self) -> None:
+        """Refresh the planner's statistics of the views (a full pass over the table: about
+        a millisecond per thousand rows, so it runs again only once as many rows as the
+        table held were written since, which keeps its cost linear in the writes)."""
+        try:
+            async with self.office.db.transaction() as tx:
+                await tx.execute("ANALYZE workorder_views")
+                row = await tx.fetchone("SELECT COUNT(*) FROM workorder_views")
+        except StoreError as exc:
+            log.warning("could not analyze the work-order views: %s", exc)
+            return
+        self._unanalyzed = 0
+        self._analyzed_rows = int(row[0]) if row is not None else 0
 
     async def _stale(self) -> list[str]:
         """Stored work orders whose view is missing or older than what is stored."""
@@ -328,6 +359,7 @@ class WorkOrderViews:
             for read in reads:
                 await self._write(batch, before.get((read.tenant, read.id)), read)
         self.rebuilt += len(reads)
+        self._unanalyzed += len(reads)
 
     async def _document(self, stored: str, seq: int) -> tuple[Doc[Any], int]:
         live = self.relay.live_document(stored)
@@ -435,13 +467,13 @@ class WorkOrderViews:
 
     async def page(self, tenant: str, query: ViewQuery) -> tuple[list[WorkOrderView], bool]:
         """Up to ``query.limit`` views in ``id`` order after ``query.after``, and whether
-        there are more."""
+        there are more. The views hold the summary only: no state, paths or problems."""
         if query.ids is not None and not query.ids:
             return [], False
         where, params = query.where(tenant)
         async with self.office.db.read() as tx:
             rows = await tx.fetchall(
-                f"SELECT {COLUMNS} FROM workorder_views WHERE {where} ORDER BY id LIMIT ?",
+                f"SELECT {SUMMARY_COLUMNS} FROM workorder_views WHERE {where} ORDER BY id LIMIT ?",
                 (*params, query.limit + 1),
             )
         views = [view_of(row) for row in rows[: query.limit]]
