@@ -24,9 +24,8 @@ from fastapi import Depends, Request
 
 from crdtsync import Principal as RelayPrincipal
 from crdtsync import Relay
-from crdtsync.exceptions import WorkOrderError
 from crdtsync.service import FieldService
-from crdtsync.workorder import InvalidValue
+from crdtsync.workorder import InvalidValue, WorkOrderError
 
 from ..tenants import Principal, Role
 from ..viewrows import WorkOrderView

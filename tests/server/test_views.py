@@ -61,6 +61,7 @@ async def test_views_catch_up_after_a_restart_that_missed_commits(
             ("wo/1002", "workorder.created"),
         ]
         assert changes[1]["data"]["paths"] == ["customer.name"]
+        assert (await client.get("/healthz")).json()["views_backlog"] == 0
         rebuilt = app.state.views.rebuilt
     async with running_app(settings) as (app, client):
         await app.state.views.flush()
