@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from .api import run_api
 from .catchup import run_catchup
 from .ceiling import run_ceiling
 from .config import FULL, QUICK, Sizes
@@ -36,6 +37,7 @@ WORKLOADS: dict[str, tuple[str, Runner]] = {
     "w3": ("W3 catch-up", run_catchup),
     "w4": ("W4 fan-out", run_fanout),
     "w5": ("W5 memory", run_memory),
+    "api": ("API reads", run_api),
 }
 
 _LOGGED_PROBLEM = re.compile(r"ERROR|CRITICAL|relay error|Traceback")

@@ -28,6 +28,9 @@ class Sizes:
     memory_edit_interval: float = 1.0  # seconds between edits of one active document
     memory_seconds: float = 10.0
     memory_processes: int = 4
+    # API reads
+    api_workorders: int = 10_000
+    api_requests: int = 500
     # how long any one phase may take before the bench gives up on it
     timeout: float = 180.0
 
@@ -52,5 +55,7 @@ QUICK = Sizes(
     memory_active=10,
     memory_seconds=2.0,
     memory_processes=2,
+    api_workorders=1_000,
+    api_requests=100,
     timeout=20.0,
 )

@@ -5,12 +5,15 @@ store, the office side (:class:`~server.office.Office`: tenants, change feed,
 events, webhooks with their dispatcher, on its own connection to the same
 file) and the relay; mount it into another ASGI app or serve it with uvicorn
 (``python -m server``). While it runs, ``app.state`` holds ``store``,
-``relay``, ``office`` and ``metrics`` (a :class:`~server.metrics.RelayMetrics`,
-the relay observer).
+``relay``, ``service`` (the relay's :class:`~crdtsync.service.FieldService`),
+``office``, ``views`` (the work orders' materialised views,
+:class:`~server.views.WorkOrderViews`) and ``metrics`` (a
+:class:`~server.metrics.RelayMetrics`, the relay observer).
 
 Endpoints:
 
-* ``GET /healthz``: 200 and JSON when the store answers, 503 otherwise.
+* ``GET /healthz``: 200 and JSON when the store answers, 503 otherwise;
+  ``views_backlog`` counts work orders whose view is still being built.
 * ``GET /metrics``: Prometheus text format (unless ``metrics`` is off).
 * ``/api/v1/...``: the office API (``server.api``); OpenAPI at ``/openapi.json``.
 * websocket ``/sync``: the native protocol, many documents on one connection.
@@ -54,6 +57,8 @@ from .metrics import CONTENT_TYPE, RelayMetrics
 from .office import Office, OfficeConfig
 from .settings import RelaySettings
 from .sync_auth import SyncAuthenticator, serve_until_expiry
+from .views import WorkOrderViews
+from .workorders import OfficeWorkOrders
 
 __all__ = ["create_app", "office_config"]
 
@@ -96,14 +101,19 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = FieldService()
         async with (
             SQLiteStore(settings.db, synchronous=settings.synchronous) as store,
             Office(settings.db, office_config(settings), metrics=metrics) as office,
-            Relay(store, config, observer=metrics, application=FieldService()) as relay,
+            Relay(store, config, observer=metrics, application=service) as relay,
+            WorkOrderViews(relay, office) as views,
         ):
             app.state.relay = relay
             app.state.store = store
             app.state.office = office
+            app.state.service = service
+            app.state.views = views
+            app.state.workorders = OfficeWorkOrders(relay)
             shared = settings.token.get_secret_value() if settings.token else None
             app.state.sync_auth = SyncAuthenticator(office.tenants, shared)
 
@@ -156,6 +166,7 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
                 "connections": relay.stats.connections,
                 "documents_loaded": relay.stats.rooms_loaded,
                 "updates_stored": relay.stats.updates_stored,
+                "views_backlog": app.state.views.backlog,
             }
         )
 

@@ -6,8 +6,10 @@ On PostgreSQL the key becomes ``BIGSERIAL`` (see below for what else changes).
 
 Callers append with :meth:`ChangeFeed.record` or, for a batch (one relay group
 commit), :meth:`ChangeFeed.record_many`: one transaction, contiguous sequence
-numbers. Readers page with :meth:`ChangeFeed.since` and an integer cursor: the
-``seq`` of the last change they saw (0 for the beginning).
+numbers. Whoever must write its own rows in the same transaction as the changes
+(the work-order views) uses :meth:`ChangeFeed.transaction`. Readers page with
+:meth:`ChangeFeed.since` and an integer cursor: the ``seq`` of the last change
+they saw (0 for the beginning).
 
 **Why a cursor never skips a change.** A reader that has seen ``seq = N`` must
 never later find a committed row ``seq < N`` that was not there before. With
@@ -35,14 +37,15 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from .officedb import OfficeDB, Transaction, format_time, parse_time
 
-__all__ = ["SCHEMA", "Change", "ChangeFeed", "NewChange"]
+__all__ = ["SCHEMA", "Change", "ChangeFeed", "FeedTransaction", "NewChange"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS changes (
@@ -92,6 +95,27 @@ class Change:
         }
 
 
+class FeedTransaction:
+    """Changes recorded inside one :meth:`ChangeFeed.transaction`; valid inside it only."""
+
+    def __init__(self, tx: Transaction, feed: ChangeFeed) -> None:
+        self.tx = tx
+        self.changes: list[Change] = []
+        self._feed = feed
+        self._at = feed.clock()
+
+    async def record(self, entry: NewChange) -> Change:
+        """Append ``entry``; its ``seq`` follows the previous one's. ValueError for a bad kind
+        or data that is not JSON (nothing of this entry is written)."""
+        row = self._feed._row(entry, self._at)
+        seq = await self.tx.insert(
+            "INSERT INTO changes (tenant, document, kind, at, data) VALUES (?, ?, ?, ?, ?)", row
+        )
+        change = Change(seq, entry.tenant, entry.document, entry.kind, self._at, dict(entry.data))
+        self.changes.append(change)
+        return change
+
+
 InTransactionHook = Callable[[Transaction, Sequence[Change]], Awaitable[None]]
 AfterCommitHook = Callable[[Sequence[Change]], None]
 
@@ -133,21 +157,31 @@ class ChangeFeed:
         if not entries:
             return []
         at = self.clock()
-        rows = [self._row(entry, at) for entry in entries]
+        for entry in entries:
+            self._row(entry, at)  # every entry is checked before the transaction begins
+        async with self.transaction() as batch:
+            for entry in entries:
+                await batch.record(entry)
+        return batch.changes
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FeedTransaction]:
+        """One office-database transaction that the caller writes its own rows in
+        (``batch.tx``) and records changes in (``await batch.record(entry)``).
+
+        On a clean exit the ``in_transaction`` hooks run over every change
+        recorded, the transaction commits, then the ``after_commit`` hooks run;
+        an exception rolls everything back (the caller's rows too) and
+        propagates. Keep the block short: it holds the database's write lock.
+        """
         async with self.db.transaction() as tx:
-            changes = []
-            for entry, row in zip(entries, rows, strict=True):
-                seq = await tx.insert(
-                    "INSERT INTO changes (tenant, document, kind, at, data) VALUES (?, ?, ?, ?, ?)",
-                    row,
-                )
-                changes.append(
-                    Change(seq, entry.tenant, entry.document, entry.kind, at, dict(entry.data))
-                )
-            for hook in self.in_transaction:
-                await hook(tx, changes)
-        self._publish(changes)
-        return changes
+            batch = FeedTransaction(tx, self)
+            yield batch
+            if batch.changes:
+                for hook in self.in_transaction:
+                    await hook(tx, batch.changes)
+        if batch.changes:
+            self._publish(batch.changes)
 
     def _publish(self, changes: Sequence[Change]) -> None:
         # Runs with no suspension point between the COMMIT completing and here

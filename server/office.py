@@ -27,6 +27,7 @@ from crdtsync import StoreError
 
 from . import changes as changes_module
 from . import tenants as tenants_module
+from . import viewrows as viewrows_module
 from . import webhooks as webhooks_module
 from .changes import ChangeFeed
 from .dispatcher import AttemptOutcome, RetryPolicy, WebhookDispatcher
@@ -39,7 +40,12 @@ from .webhooks import WebhookRegistry
 __all__ = ["SCHEMAS", "Office", "OfficeConfig"]
 
 #: Every office table, in creation order.
-SCHEMAS = (tenants_module.SCHEMA, changes_module.SCHEMA, webhooks_module.SCHEMA)
+SCHEMAS = (
+    tenants_module.SCHEMA,
+    changes_module.SCHEMA,
+    webhooks_module.SCHEMA,
+    viewrows_module.SCHEMA,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,11 @@ class Store(Protocol):
         """Names of every stored document, sorted."""
         ...
 
+    async def last_seqs(self, documents: Sequence[str] | None = None) -> dict[str, int]:
+        """The highest sequence stored for each document (snapshot or log): of every stored
+        document, or of those in ``documents`` (unknown ones are left out)."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreError unless the store answers."""
         ...

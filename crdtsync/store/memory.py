@@ -70,6 +70,18 @@ class MemoryStore:
         self._check()
         return sorted(set(self._log) | set(self._snapshots))
 
+    async def last_seqs(self, documents: Sequence[str] | None = None) -> dict[str, int]:
+        self._check()
+        names = set(self._log) | set(self._snapshots) if documents is None else set(documents)
+        found: dict[str, int] = {}
+        for name in names:
+            seqs = [seq for seq, _ in self._log.get(name, [])]
+            if name in self._snapshots:
+                seqs.append(self._snapshots[name][1])
+            if seqs:
+                found[name] = max(seqs)
+        return found
+
     async def ping(self) -> None:
         self._check()
 

@@ -217,6 +217,40 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"listing documents failed: {exc}") from exc
 
+    async def last_seqs(self, documents: Sequence[str] | None = None) -> dict[str, int]:
+        """One query over the log and the snapshots (``documents``: in batches of 500)."""
+        if documents is not None and not documents:
+            return {}
+        async with self._lock:
+            if documents is None:
+                return await self._last_seqs(self._conn, "", ())
+            found: dict[str, int] = {}
+            names = list(dict.fromkeys(documents))
+            for start in range(0, len(names), 500):
+                chunk = tuple(names[start : start + 500])
+                marks = ", ".join("?" for _ in chunk)
+                found.update(
+                    await self._last_seqs(self._conn, f" WHERE document IN ({marks})", chunk)
+                )
+            return found
+
+    async def _last_seqs(
+        self, db: aiosqlite.Connection, where: str, params: tuple[str, ...]
+    ) -> dict[str, int]:
+        sql = (
+            f"SELECT document, MAX(seq) FROM updates{where} GROUP BY document "
+            f"UNION ALL SELECT document, through_seq FROM snapshots{where}"
+        )
+        try:
+            async with db.execute(sql, params + params) as cursor:
+                rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the last sequences failed: {exc}") from exc
+        found: dict[str, int] = {}
+        for document, seq in rows:
+            found[str(document)] = max(found.get(str(document), 0), int(seq))
+        return found
+
     async def ping(self) -> None:
         try:
             async with self._lock, self._conn.execute("SELECT 1") as cursor:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from ..exceptions import InvalidValue
 
 __all__ = [
+    "DIFF_BUDGET",
     "apply_text",
     "aware",
     "check_json",
@@ -125,16 +126,39 @@ def check_json(value: object, field: str) -> None:
     walk(value, field)
 
 
+#: Above this product of the changed parts' lengths, :func:`text_ops` replaces the changed part
+#: whole instead of diffing it character by character (difflib is quadratic at worst).
+DIFF_BUDGET = 250_000
+
+
 def text_ops(old: str, new: str) -> list[tuple[int, int, str]]:
     """The edits that turn ``old`` into ``new``: ``(index, delete_count, insert)`` each.
 
     Edits are listed from the end of the text backwards, so applying them in
-    order never shifts an index still to come. Unchanged runs are kept, which is
-    what lets a concurrent edit elsewhere in the text merge by character.
+    order never shifts an index still to come. The common prefix and suffix are
+    never touched; between them, unchanged runs are kept too (difflib), which is
+    what lets a concurrent edit elsewhere in the text merge by character. When
+    the changed parts are too long to diff cheaply (see :data:`DIFF_BUDGET`),
+    the part between prefix and suffix is replaced as one edit: the cost stays
+    linear whatever the input.
     """
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    limit = min(len(old), len(new))
+    start = 0
+    while start < limit and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < limit - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    old_part, new_part = old[start : len(old) - end], new[start : len(new) - end]
+    if not old_part and not new_part:
+        return []
+    if len(old_part) * len(new_part) > DIFF_BUDGET:
+        return [(start, len(old_part), new_part)]
+    matcher = difflib.SequenceMatcher(a=old_part, b=new_part, autojunk=False)
     edits = [
-        (i1, i2 - i1, new[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"
+        (start + i1, i2 - i1, new_part[j1:j2])
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
     ]
     return list(reversed(edits))
 

@@ -23,14 +23,14 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from ..tenants import Credential, IssuedCredential, LastOfficeCredential, NotFound, Role
 from .auth import API_PREFIX, Authenticated, OfficeRole, Reader, office_of
-from .problems import PROBLEM_RESPONSES, Problem, ProblemDetail
+from .problems import PROBLEM_RESPONSES, Problem, problem_doc
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["credentials"], responses=PROBLEM_RESPONSES)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ProblemDetail, "description": "No such credential in this tenant"}
+    404: problem_doc("No such credential in this tenant")
 }
 
 
@@ -194,7 +194,7 @@ async def get_key(request: Request, credential_id: str, principal: OfficeRole) -
     status_code=204,
     responses={
         **_NOT_FOUND,
-        409: {"model": ProblemDetail, "description": "The tenant's last active office key"},
+        409: problem_doc("The tenant's last active office key"),
     },
 )
 async def revoke_key(request: Request, credential_id: str, principal: OfficeRole) -> Response:

@@ -20,15 +20,13 @@ from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints
 
 from ..webhooks import Webhook, WebhookNotFound, WebhookRegistry
 from .auth import API_PREFIX, OfficeRole, office_of
-from .problems import PROBLEM_RESPONSES, Problem, ProblemDetail
+from .problems import PROBLEM_RESPONSES, Problem, problem_doc
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["webhooks"], responses=PROBLEM_RESPONSES)
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ProblemDetail, "description": "No such webhook in this tenant"}
-}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_doc("No such webhook in this tenant")}
 
 Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.([a-z][a-z0-9_]*|\*))*$")]
 

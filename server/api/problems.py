@@ -30,7 +30,14 @@ from crdtsync import StoreError
 
 from ..tenants import Principal
 
-__all__ = ["PROBLEM_RESPONSES", "Problem", "ProblemDetail", "install_problem_handlers"]
+__all__ = [
+    "MEDIA_TYPE",
+    "PROBLEM_RESPONSES",
+    "Problem",
+    "ProblemDetail",
+    "install_problem_handlers",
+    "problem_doc",
+]
 
 audit = logging.getLogger("crdtsync.audit")
 log = logging.getLogger("crdtsync.server")
@@ -60,6 +67,7 @@ class Problem(Exception):
         *,
         headers: dict[str, str] | None = None,
         credential: str = "",
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -67,6 +75,7 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers
         self.credential = credential
+        self.errors = errors
 
 
 def _problem_body(
@@ -135,7 +144,13 @@ def problem_response(
     )
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+_HTTP_CODES = {
+    400: "malformed_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -149,6 +164,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status,
             exc.code,
             exc.detail,
+            errors=exc.errors,
             headers=exc.headers,
             credential=exc.credential,
         )
@@ -183,10 +199,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreError, on_store)
 
 
+def problem_doc(description: str) -> dict[str, Any]:
+    """One entry of a route's ``responses=``: a problem+json body, described."""
+    schema = {"$ref": "#/components/schemas/ProblemDetail"}
+    content = {MEDIA_TYPE: {"schema": schema}}
+    return {"model": ProblemDetail, "content": content, "description": description}
+
+
 #: For ``responses=`` of routes: documents the problem bodies in OpenAPI.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ProblemDetail, "content": {MEDIA_TYPE: {}}, "description": description}
+    status: problem_doc(description)
     for status, description in (
+        (400, "Malformed request (a body that does not parse)"),
         (401, "Missing, unknown, revoked or expired credential"),
         (403, "The credential's role may not do this"),
         (422, "Invalid request"),

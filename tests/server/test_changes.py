@@ -42,6 +42,35 @@ async def test_record_and_page_with_a_cursor(feed: ChangeFeed) -> None:
     assert await feed.head() == batch[-1].seq
 
 
+async def test_a_feed_transaction_commits_the_callers_rows_with_the_changes(
+    feed: ChangeFeed,
+) -> None:
+    published: list[Sequence[Change]] = []
+    feed.after_commit.append(published.append)
+    async with feed.db.transaction() as tx:
+        await tx.execute("CREATE TABLE extra (n INTEGER)")
+    async with feed.transaction() as batch:
+        await batch.tx.execute("INSERT INTO extra (n) VALUES (1)")
+        first = await batch.record(NewChange("t1", "wo/1", "document.updated"))
+        second = await batch.record(NewChange("t1", "wo/2", "document.updated"))
+    assert second.seq == first.seq + 1
+    assert published == [[first, second]]
+
+    async def failing() -> None:
+        async with feed.transaction() as batch:
+            await batch.tx.execute("INSERT INTO extra (n) VALUES (2)")
+            await batch.record(NewChange("t1", "wo/3", "document.updated"))
+            await batch.record(NewChange("t1", "wo/3", "Bad Kind"))
+
+    with pytest.raises(ValueError, match="invalid change kind"):
+        await failing()
+    async with feed.db.read() as tx:
+        rows = await tx.fetchall("SELECT n FROM extra")
+    assert [row[0] for row in rows] == [1]
+    assert [c.document for c in (await feed.since("t1"))[0]] == ["wo/1", "wo/2"]
+    assert len(published) == 1
+
+
 async def test_tenants_see_only_their_changes(feed: ChangeFeed) -> None:
     await feed.record_many(
         [NewChange("t1", "wo/1", "document.updated"), NewChange("t2", "wo/1", "document.updated")]

@@ -125,9 +125,23 @@ async def test_documents_are_listed_sorted_once_each(store: Store) -> None:
     assert await store.documents() == ["wo-1", "wo-2", "wo-3"]
 
 
+async def test_last_seqs_cover_the_log_and_the_snapshot(store: Store) -> None:
+    """last_seqs() gives each document's highest sequence, also once compacted away."""
+    seqs = await store.append([("wo-1", b"x"), ("wo-2", b"x"), ("wo-1", b"y")])
+    assert await store.last_seqs() == {"wo-1": seqs[2], "wo-2": seqs[1]}
+    await store.compact("wo-1", b"\x00\x00", seqs[2])
+    assert await store.last_seqs() == {"wo-1": seqs[2], "wo-2": seqs[1]}
+    [later] = await store.append([("wo-2", b"z")])
+    assert await store.last_seqs(["wo-2", "nobody"]) == {"wo-2": later}
+    assert await store.last_seqs([]) == {}
+    many = [f"wo-{i}" for i in range(1200)]
+    assert await store.last_seqs(many) == {"wo-1": seqs[2], "wo-2": later}
+
+
 @pytest.mark.parametrize(
     "call",
     [
+        pytest.param(lambda s: s.last_seqs(), id="last_seqs"),
         pytest.param(lambda s: s.append([("a", b"a1")]), id="append"),
         pytest.param(lambda s: s.append([]), id="append-empty"),
         pytest.param(lambda s: s.load("a"), id="load"),

@@ -31,6 +31,13 @@ def test_apply_text_reaches_the_target(old: str, new: str) -> None:
     assert str(text) == new
 
 
+def test_text_ops_replace_a_long_change_whole_and_keep_prefix_and_suffix() -> None:
+    old = "intro " + "a" + "0" * 2000 + "b" + " outro"
+    new = "intro " + "c" + "0" * 3000 + "d" + " outro"
+    assert text_ops(old, new) == [(6, 2002, "c" + "0" * 3000 + "d")]
+    assert text_ops("0" * 2000 + "a", "0" * 3000) == [(2000, 1, "0" * 1000)]
+
+
 def test_text_ops_keep_unchanged_runs() -> None:
     assert text_ops("hello world", "hello brave world") == [(6, 0, "brave ")]
     assert text_ops("abc", "abc") == []
