@@ -13,12 +13,13 @@ Contracts:
   refused change (:class:`~crdtsync.workorder.InvalidValue`,
   :class:`WorkOrderNotFound`, :class:`WorkOrderExists`, :class:`NotSent`)
   writes nothing.
-* **Assignment follows the work order.** When ``planning.technician`` changes,
-  the work order is put on the new technician's ``planning/{tech}`` (created
-  if missing) and taken off the old one's, which is what grants and withdraws
-  the devices' access (:class:`crdtsync.service.FieldService`). These are
-  separate documents, so not one transaction: a crash in between leaves the
-  work order on both plannings or on none, and repeating the same change
+* **Assignment follows the work order.** When ``planning.technician`` or
+  ``planning.crew`` changes, the work order is put on the plannings of everyone
+  now on it (``planning/{tech}``, created if missing) and taken off the
+  others', which is what grants and withdraws the devices' access
+  (:class:`crdtsync.service.FieldService`). These are separate documents, so
+  not one transaction: a crash in between leaves the work order on too many
+  plannings or too few, and repeating the same change
   repairs it (assigning replaces, unassigning is idempotent). Changes to one
   work order are serialised in this process, so two concurrent reassignments
   cannot leave it on two plannings.
@@ -129,6 +130,14 @@ class WorkOrderChanges:
             editor.set_description(self.description)
 
 
+def _team(schedule: Schedule) -> set[str]:
+    """Everyone who has the work order on their planning: the technician and the crew."""
+    team = set(schedule.crew)
+    if schedule.technician is not None:
+        team.add(schedule.technician)
+    return team
+
+
 def _copy(doc: Doc[Any]) -> Doc[Any]:
     copy: Doc[Any] = Doc()
     copy.apply_update(doc.get_update())
@@ -194,8 +203,8 @@ class OfficeWorkOrders:
         async with self._lock(tenant, new.id):
             await self._edit(tenant, workorder_document(new.id), create)
             await self.set_memo(tenant, new.id, new.memo)
-            if schedule is not None and schedule.technician is not None:
-                await self._plan(tenant, new.id, None, schedule.technician, schedule.planned_date)
+            if schedule is not None:
+                await self._plan(tenant, new.id, set(), _team(schedule), schedule.planned_date)
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -216,37 +225,36 @@ class OfficeWorkOrders:
 
         async with self._lock(tenant, ident):
             before, after = await self._edit(tenant, workorder_document(ident), change)
-            moved = before.technician != after.technician
+            moved = _team(before) != _team(after)
             redated = before.planned_date != after.planned_date
-            if moved or (redated and after.technician is not None):
-                await self._plan(
-                    tenant, ident, before.technician, after.technician, after.planned_date
-                )
+            if moved or (redated and _team(after)):
+                await self._plan(tenant, ident, _team(before), _team(after), after.planned_date)
 
     async def _plan(
         self,
         tenant: str,
         ident: str,
-        before: str | None,
-        after: str | None,
+        before: set[str],
+        after: set[str],
         planned_date: dt.date | None,
     ) -> None:
-        """Put ``ident`` on ``after``'s planning first, then take it off ``before``'s."""
-        if after is not None:
+        """Put ``ident`` on the plannings of ``after`` first, then take it off those of
+        ``before`` who are not in ``after``."""
+        for technician in sorted(after):
 
-            def assign(doc: Doc[Any]) -> None:
+            def assign(doc: Doc[Any], technician: str = technician) -> None:
                 if schema_of(doc) is None:
-                    create_planning(doc, technician=after)
+                    create_planning(doc, technician=technician)
                 assign_workorder(doc, ident, planned_date=planned_date)
 
-            await self._edit(tenant, planning_document(after), assign)
-        if before is not None and before != after:
+            await self._edit(tenant, planning_document(technician), assign)
+        for technician in sorted(before - after):
 
             def unassign(doc: Doc[Any]) -> None:
                 if schema_of(doc) is not None:
                     unassign_workorder(doc, ident)
 
-            await self._edit(tenant, planning_document(before), unassign)
+            await self._edit(tenant, planning_document(technician), unassign)
 
     async def _life_cycle(
         self, tenant: str, ident: str, actor: str, operation: str, processed: bool

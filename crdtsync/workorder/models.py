@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from .names import ID_PATTERN
+
 if TYPE_CHECKING:
     from pycrdt import Doc
 
@@ -155,6 +157,10 @@ class Schedule(_Model):
     planned_end: AwareDatetime | None = None
     deadline: AwareDatetime | None = None
     technician: ShortStr | None = None
+    #: Other technicians working on it with ``technician`` (each has it on their planning).
+    crew: list[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]] = Field(
+        default_factory=list, max_length=50
+    )
 
 
 class Info(_Model):

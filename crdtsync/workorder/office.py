@@ -10,6 +10,7 @@ editor applies (see :mod:`.editor`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from ..exceptions import InvalidValue
 from ._base import UNSET, EditorBase, Unset, edits
@@ -37,13 +38,15 @@ class OfficeOperations(EditorBase):
         planned_end: dt.datetime | Unset | None = UNSET,
         deadline: dt.datetime | Unset | None = UNSET,
         technician: str | Unset | None = UNSET,
+        crew: Sequence[str] | Unset | None = UNSET,
     ) -> Schedule:
         """Change the given planning fields (None clears one); return the new planning.
 
         ``planned_end`` must not be before ``planned_start`` (as they will be
         after the change). A registered work order that gets a technician and a
-        date becomes planned. The technician's planning document is separate:
-        see :func:`~.documents.assign_workorder`.
+        date becomes planned. ``crew`` lists other technicians on the job (None
+        or an empty list: none). The technicians' planning documents are
+        separate: see :func:`~.documents.assign_workorder`.
         """
         self._begin("plan", _OFFICE)
         changes = edits(
@@ -52,6 +55,7 @@ class OfficeOperations(EditorBase):
             planned_end=planned_end,
             deadline=deadline,
             technician=technician,
+            crew=list(crew) if isinstance(crew, Sequence) and not isinstance(crew, str) else crew,
         )
         if isinstance(technician, str):
             validate_id(technician, "planning.technician")

@@ -111,13 +111,19 @@ class PartyIn(_In):
 
 
 class PlanningIn(_In):
-    """When and by whom; ``technician`` assigns the work order (null unassigns)."""
+    """When and by whom; ``technician`` assigns the work order (null unassigns), ``crew``
+    adds technicians who work on it too (an empty list or null: nobody else)."""
 
     planned_date: dt.date | None = None
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
     deadline: AwareDatetime | None = None
     technician: Id | None = None
+    crew: list[Id] | None = Field(
+        None,
+        max_length=50,
+        description="Other technicians on the job (each gets it on their planning).",
+    )
 
     def given(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.model_fields_set}

@@ -178,6 +178,31 @@ async def test_patch_moves_the_assignment_between_plannings(
     assert_problem(missing, 404, "not_found")
 
 
+async def test_a_crew_puts_the_work_order_on_every_members_planning(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await create(client, tenant, "1001", planning={"technician": "anna", "crew": ["bram"]})
+    assert await planning_of(app, tenant, "anna") == ["1001"]
+    assert await planning_of(app, tenant, "bram") == ["1001"]
+    response = await client.patch(
+        f"{WO}/1001", json={"planning": {"crew": ["cees"]}}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["workorder"]["planning"]["crew"] == ["cees"]
+    assert await planning_of(app, tenant, "anna") == ["1001"]
+    assert await planning_of(app, tenant, "bram") == []
+    assert await planning_of(app, tenant, "cees") == ["1001"]
+    cleared = await client.patch(
+        f"{WO}/1001", json={"planning": {"crew": None}}, headers=tenant.headers
+    )
+    assert cleared.json()["workorder"]["planning"]["crew"] == []
+    assert await planning_of(app, tenant, "cees") == []
+    refused = await client.patch(
+        f"{WO}/1001", json={"planning": {"crew": ["not an id"]}}, headers=tenant.headers
+    )
+    assert refused.status_code == 422
+
+
 async def test_sent_work_orders_show_records_signature_and_later_changes(
     app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
