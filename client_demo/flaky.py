@@ -11,7 +11,9 @@ order, or the connection fails).
 ``async with FlakyLink(upstream_url, seed=...) as link`` listens on a free
 loopback port (``link.url``); ``link.cut()`` drops every connection now,
 ``link.down()`` / ``link.up()`` switch the whole link off (connections are
-refused) and on.
+refused) and on, and ``link.lose_next(matches)`` drops the connection just
+before the next message towards a device that ``matches`` would arrive (an
+answer lost in flight, as when the signal goes at the wrong moment).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -61,6 +64,7 @@ class FlakyLink:
         self._server: Server | None = None
         self._live: set[ServerConnection] = set()
         self._up = True
+        self._lose_next: Callable[[str | bytes], bool] | None = None
         self.port = 0
 
     @property
@@ -107,6 +111,11 @@ class FlakyLink:
     def up(self) -> None:
         self._up = True
 
+    def lose_next(self, matches: Callable[[str | bytes], bool]) -> None:
+        """Cut the connection instead of delivering the next message to a device that
+        ``matches`` (once): that message, and whatever follows it in flight, is lost."""
+        self._lose_next = matches
+
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """While the link is down, the handshake fails (as with no signal at all)."""
         if self._up:
@@ -133,7 +142,7 @@ class FlakyLink:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._pump(downstream, upstream, downstream))
-                tasks.create_task(self._pump(upstream, downstream, downstream))
+                tasks.create_task(self._pump(upstream, downstream, downstream, to_device=True))
         except* ConnectionClosed:
             pass
         finally:
@@ -146,8 +155,11 @@ class FlakyLink:
         source: ServerConnection | ClientConnection,
         target: ServerConnection | ClientConnection,
         downstream: ServerConnection,
+        *,
+        to_device: bool = False,
     ) -> None:
-        """Forward ``source`` to ``target`` in order, each message after a random delay."""
+        """Forward ``source`` to ``target`` in order, each message after a random delay
+        (towards the device, unless it is the one to lose)."""
         queue: asyncio.Queue[tuple[float, str | bytes] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -155,6 +167,13 @@ class FlakyLink:
             while (item := await queue.get()) is not None:
                 due, message = item
                 await asyncio.sleep(max(0.0, due - loop.time()))
+                matches = self._lose_next
+                if to_device and matches is not None and matches(message):
+                    self._lose_next = None
+                    self.stats.cuts += 1
+                    self.stats.lost_in_flight += queue.qsize() + 1
+                    downstream.transport.abort()
+                    return
                 await target.send(message)
 
         async with asyncio.TaskGroup() as tasks:

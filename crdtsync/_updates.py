@@ -17,9 +17,10 @@ from typing import Any
 
 from pycrdt import Doc
 
-from .exceptions import InvalidUpdate
+from .exceptions import DecodeError, InvalidUpdate
+from .protocol import Reader
 
-__all__ = ["apply_update", "is_panic"]
+__all__ = ["apply_update", "has_structs", "is_panic"]
 
 
 def is_panic(exc: BaseException) -> bool:
@@ -47,3 +48,16 @@ def apply_update(doc: Doc[Any], update: bytes, *, document: str = "", seq: int =
         )
         error.panicked = True
         raise error from exc
+
+
+def has_structs(update: bytes) -> bool:
+    """True when a (v1) update carries structs, not just a delete set.
+
+    An update's first var-uint counts the clients whose structs it carries; a
+    diff with nothing new but deletions (``doc.get_update(sv)`` always repeats the
+    whole delete set) starts with 0. Undecodable input counts as carrying structs.
+    """
+    try:
+        return Reader(update).read_var_uint() != 0
+    except DecodeError:
+        return True

@@ -44,7 +44,7 @@ from pycrdt import Doc, get_update
 from ._commit import CommitListener, GroupCommit, RelayObserver, RelayStats
 from ._connection import RelayConnection
 from ._rooms import Room, RoomTable, Write
-from ._updates import apply_update
+from ._updates import apply_update, has_structs
 from .access import Application, Principal, UpdateWatch
 from .exceptions import (
     CloseCode,
@@ -391,9 +391,13 @@ class Relay:
         room.last_active = time.monotonic()
         # An update waiting for a missing dependency changes nothing yet (no observer call),
         # but it is new: what it holds beyond the document's state must be stored and sent.
-        changed = room.changed or get_update(update, room.doc.get_state()) != _EMPTY_UPDATE
+        # (A delete set always comes back here, so a diff of deletions the relay already has
+        # is stored again; it is structs that did not integrate that are really waiting.)
+        leftover = get_update(update, room.doc.get_state())
+        changed = room.changed or leftover != _EMPTY_UPDATE
         if watch is not None and changed:
-            denied = self._denied(connection, name, room, watch, pending=not room.changed)
+            waiting = not room.changed and has_structs(leftover)
+            denied = self._denied(connection, name, room, watch, pending=waiting)
             if denied:
                 await self._reject(connection, name, room, update, seq, denied)
         if changed:

@@ -271,3 +271,22 @@ async def test_the_signature_goes_stale_when_the_signed_content_changes() -> Non
         await anna.push_all(WO, [signed, later])
         rejected = await submit(anna, "k-stale")
         assert [step["code"] for step in rejected["missing"]] == ["signature_stale"]
+
+
+async def test_a_resume_diff_of_deletions_the_relay_already_has_is_not_refused() -> None:
+    """A device's resume diff repeats its whole delete set; nothing in it is waiting."""
+    async with field_relay() as h:
+        await h.relay.edit(  # the office overwrites a field: the document now has deletions
+            WO,
+            lambda doc: WorkOrderEditor(doc, actor="office", role=Role.OFFICE).set_customer(
+                name="Bakkerij Jansen"
+            ),
+            tenant="acme",
+        )
+        anna = h.connect(principal=ANNA)
+        replica = await anna.open(WO)
+        relay_state = (await h.relay.read(WO, tenant="acme")).get_state()
+        deletions_only = replica.get_update(relay_state)
+        assert deletions_only != b"\x00\x00"  # the delete set comes back every time
+        await anna.push_all(WO, [deletions_only], first_seq=3)  # acknowledged, not refused
+        assert (await stored_workorder(h)).customer.name == "Bakkerij Jansen"
