@@ -13,9 +13,10 @@ Contracts:
   refused change (:class:`~crdtsync.workorder.InvalidValue`,
   :class:`WorkOrderNotFound`, :class:`WorkOrderExists`, :class:`NotSent`)
   writes nothing.
-* **Assignment follows the work order.** When ``planning.technician`` changes,
-  the work order is put on the new technician's ``planning/{tech}`` (created
-  if missing) and taken off the old one's, which is what grants and withdraws
+* **Assignment follows the work order.** When ``planning.technician`` or
+  ``planning.crew`` changes, the work order is put on the ``planning/{tech}``
+  of each technician it now names (created if missing) and taken off the
+  plannings of those it no longer names, which is what grants and withdraws
   the devices' access (:class:`crdtsync.service.FieldService`). These are
   separate documents, so not one transaction: a crash in between leaves the
   work order on both plannings or on none, and repeating the same change
@@ -194,8 +195,8 @@ class OfficeWorkOrders:
         async with self._lock(tenant, new.id):
             await self._edit(tenant, workorder_document(new.id), create)
             await self.set_memo(tenant, new.id, new.memo)
-            if schedule is not None and schedule.technician is not None:
-                await self._plan(tenant, new.id, None, schedule.technician, schedule.planned_date)
+            if schedule is not None and schedule.team():
+                await self._plan(tenant, new.id, [], schedule.team(), schedule.planned_date)
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -216,37 +217,38 @@ class OfficeWorkOrders:
 
         async with self._lock(tenant, ident):
             before, after = await self._edit(tenant, workorder_document(ident), change)
-            moved = before.technician != after.technician
+            moved = set(before.team()) != set(after.team())
             redated = before.planned_date != after.planned_date
-            if moved or (redated and after.technician is not None):
-                await self._plan(
-                    tenant, ident, before.technician, after.technician, after.planned_date
-                )
+            if moved or (redated and after.team()):
+                await self._plan(tenant, ident, before.team(), after.team(), after.planned_date)
 
     async def _plan(
         self,
         tenant: str,
         ident: str,
-        before: str | None,
-        after: str | None,
+        before: list[str],
+        after: list[str],
         planned_date: dt.date | None,
     ) -> None:
-        """Put ``ident`` on ``after``'s planning first, then take it off ``before``'s."""
-        if after is not None:
+        """Put ``ident`` on the planning of everyone in ``after`` first (the technician and
+        the crew), then take it off the plannings of those in ``before`` only."""
+        for technician in after:
 
-            def assign(doc: Doc[Any]) -> None:
+            def assign(doc: Doc[Any], technician: str = technician) -> None:
                 if schema_of(doc) is None:
-                    create_planning(doc, technician=after)
+                    create_planning(doc, technician=technician)
                 assign_workorder(doc, ident, planned_date=planned_date)
 
-            await self._edit(tenant, planning_document(after), assign)
-        if before is not None and before != after:
+            await self._edit(tenant, planning_document(technician), assign)
+        for technician in before:
+            if technician in after:
+                continue
 
             def unassign(doc: Doc[Any]) -> None:
                 if schema_of(doc) is not None:
                     unassign_workorder(doc, ident)
 
-            await self._edit(tenant, planning_document(before), unassign)
+            await self._edit(tenant, planning_document(technician), unassign)
 
     async def _life_cycle(
         self, tenant: str, ident: str, actor: str, operation: str, processed: bool

@@ -10,6 +10,7 @@ editor applies (see :mod:`.editor`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from ..exceptions import InvalidValue
 from ._base import UNSET, EditorBase, Unset, edits
@@ -37,21 +38,26 @@ class OfficeOperations(EditorBase):
         planned_end: dt.datetime | Unset | None = UNSET,
         deadline: dt.datetime | Unset | None = UNSET,
         technician: str | Unset | None = UNSET,
+        crew: Sequence[str] | Unset | None = UNSET,
     ) -> Schedule:
         """Change the given planning fields (None clears one); return the new planning.
 
         ``planned_end`` must not be before ``planned_start`` (as they will be
-        after the change). A registered work order that gets a technician and a
-        date becomes planned. The technician's planning document is separate:
+        after the change). ``crew`` replaces the whole list of other technicians
+        (distinct ids). A registered work order that gets a technician and a
+        date becomes planned. The technicians' planning documents are separate:
         see :func:`~.documents.assign_workorder`.
         """
         self._begin("plan", _OFFICE)
+        if isinstance(crew, (list, tuple)):
+            crew = [validate_id(member, "planning.crew") for member in crew]
         changes = edits(
             planned_date=planned_date,
             planned_start=planned_start,
             planned_end=planned_end,
             deadline=deadline,
             technician=technician,
+            crew=crew,
         )
         if isinstance(technician, str):
             validate_id(technician, "planning.technician")

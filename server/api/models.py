@@ -111,13 +111,20 @@ class PartyIn(_In):
 
 
 class PlanningIn(_In):
-    """When and by whom; ``technician`` assigns the work order (null unassigns)."""
+    """When and by whom; ``technician`` assigns the work order (null unassigns), ``crew``
+    adds other technicians."""
 
     planned_date: dt.date | None = None
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
     deadline: AwareDatetime | None = None
     technician: Id | None = None
+    crew: list[Id] | None = Field(
+        None,
+        max_length=20,
+        description="Other technicians who work on it too (it is on their plannings as well); "
+        "replaces the whole list, null clears it.",
+    )
 
     def given(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.model_fields_set}
