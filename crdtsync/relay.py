@@ -78,6 +78,14 @@ __all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats", "blob_key", "s
 log = logging.getLogger("crdtsync.relay")
 
 _EMPTY_UPDATE = b"\x00\x00"
+
+
+def _holds_structs(update: bytes) -> bool:
+    """True when ``update`` (v1 encoding) holds content, not just a delete set: it starts
+    with the var-uint count of clients with structs, whose first byte is 0 only for 0."""
+    return update[:1] != b"\x00"
+
+
 T = TypeVar("T")
 
 
@@ -391,7 +399,9 @@ class Relay:
         room.last_active = time.monotonic()
         # An update waiting for a missing dependency changes nothing yet (no observer call),
         # but it is new: what it holds beyond the document's state must be stored and sent.
-        changed = room.changed or get_update(update, room.doc.get_state()) != _EMPTY_UPDATE
+        # Only structs count as new: every sync diff carries the sender's whole delete set,
+        # which changes nothing when the document has applied it already.
+        changed = room.changed or _holds_structs(get_update(update, room.doc.get_state()))
         if watch is not None and changed:
             denied = self._denied(connection, name, room, watch, pending=not room.changed)
             if denied:
