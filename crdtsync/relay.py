@@ -44,7 +44,7 @@ from pycrdt import Doc, get_update
 from ._commit import CommitListener, GroupCommit, RelayObserver, RelayStats
 from ._connection import RelayConnection
 from ._rooms import Room, RoomTable, Write
-from ._updates import apply_update
+from ._updates import apply_update, holds_structs
 from .access import Application, Principal, UpdateWatch
 from .exceptions import (
     CloseCode,
@@ -78,12 +78,6 @@ __all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats", "blob_key", "s
 log = logging.getLogger("crdtsync.relay")
 
 _EMPTY_UPDATE = b"\x00\x00"
-
-
-def _holds_structs(update: bytes) -> bool:
-    """True when ``update`` (v1 encoding) holds content, not just a delete set: it starts
-    with the var-uint count of clients with structs, whose first byte is 0 only for 0."""
-    return update[:1] != b"\x00"
 
 
 T = TypeVar("T")
@@ -401,7 +395,7 @@ class Relay:
         # but it is new: what it holds beyond the document's state must be stored and sent.
         # Only structs count as new: every sync diff carries the sender's whole delete set,
         # which changes nothing when the document has applied it already.
-        changed = room.changed or _holds_structs(get_update(update, room.doc.get_state()))
+        changed = room.changed or holds_structs(get_update(update, room.doc.get_state()))
         if watch is not None and changed:
             denied = self._denied(connection, name, room, watch, pending=not room.changed)
             if denied:
