@@ -11,7 +11,10 @@ order, or the connection fails).
 ``async with FlakyLink(upstream_url, seed=...) as link`` listens on a free
 loopback port (``link.url``); ``link.cut()`` drops every connection now,
 ``link.down()`` / ``link.up()`` switch the whole link off (connections are
-refused) and on.
+refused) and on, and ``link.drop_when(predicate)`` makes the connection die
+just as the next matching message from upstream would be delivered (that
+message is lost with it, as when the signal goes the moment an answer is
+under way).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -29,7 +33,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.http11 import Request, Response
 
-__all__ = ["FlakyLink", "LinkStats"]
+__all__ = ["FlakyLink", "LinkStats", "Trap"]
+
+#: Decides, for a message from upstream, whether the connection dies instead of delivering it.
+Trap = Callable[[str | bytes], bool]
 
 
 @dataclass(slots=True)
@@ -61,6 +68,8 @@ class FlakyLink:
         self._server: Server | None = None
         self._live: set[ServerConnection] = set()
         self._up = True
+        self._trap: Trap | None = None
+        self.sprung = asyncio.Event()
         self.port = 0
 
     @property
@@ -107,6 +116,24 @@ class FlakyLink:
     def up(self) -> None:
         self._up = True
 
+    @property
+    def is_up(self) -> bool:
+        """False between :meth:`down` and :meth:`up`."""
+        return self._up
+
+    def drop_when(self, trap: Trap) -> None:
+        """Cut the connection instead of delivering the next upstream message ``trap``
+        accepts (once; :attr:`sprung` is set when it happens)."""
+        self.sprung.clear()
+        self._trap = trap
+
+    def _springs(self, message: str | bytes) -> bool:
+        if self._trap is None or not self._trap(message):
+            return False
+        self._trap = None
+        self.sprung.set()
+        return True
+
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """While the link is down, the handshake fails (as with no signal at all)."""
         if self._up:
@@ -132,8 +159,8 @@ class FlakyLink:
         self._live.add(downstream)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._pump(downstream, upstream, downstream))
-                tasks.create_task(self._pump(upstream, downstream, downstream))
+                tasks.create_task(self._pump(downstream, upstream, downstream, trapped=False))
+                tasks.create_task(self._pump(upstream, downstream, downstream, trapped=True))
         except* ConnectionClosed:
             pass
         finally:
@@ -146,8 +173,11 @@ class FlakyLink:
         source: ServerConnection | ClientConnection,
         target: ServerConnection | ClientConnection,
         downstream: ServerConnection,
+        *,
+        trapped: bool,
     ) -> None:
-        """Forward ``source`` to ``target`` in order, each message after a random delay."""
+        """Forward ``source`` to ``target`` in order, each message after a random delay
+        (``trapped``: messages go past the trap of :meth:`drop_when` first)."""
         queue: asyncio.Queue[tuple[float, str | bytes] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -162,7 +192,8 @@ class FlakyLink:
             try:
                 async for message in source:
                     self.stats.messages += 1
-                    if self.cut_probability and self._rng.random() < self.cut_probability:
+                    unlucky = self.cut_probability and self._rng.random() < self.cut_probability
+                    if unlucky or (trapped and self._springs(message)):
                         self.stats.lost_in_flight += queue.qsize() + 1
                         self.stats.cuts += 1
                         downstream.transport.abort()
