@@ -40,7 +40,7 @@ from .technician import Technician
 from .verify import Verdict, check, collect
 from .view import Board, LiveView, PlainView, View
 
-__all__ = ["main", "parse_args"]
+__all__ = ["choose_view", "main", "parse_args"]
 
 TECHNICIANS = (("anna", "anna-phone"), ("bram", "bram-phone"), ("chris", "chris-tablet"))
 
@@ -172,8 +172,9 @@ def _facts(cast: Cast) -> list[str]:
     return lines
 
 
-def _choose_view(args: argparse.Namespace, board: Board) -> View:
-    console = Console()
+def choose_view(args: argparse.Namespace, board: Board, console: Console) -> View:
+    """The live view on a terminal; plain lines with ``--plain`` or when ``console`` is not
+    a terminal (a pipe, a file, CI) or a dumb one."""
     terminal = console.is_terminal and not console.is_dumb_terminal
     if args.plain or not terminal:
         return PlainView(board, sys.stdout)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     board = Board(
         clock=DayClock(), relay=LocalRelay(workdir / "relay.db", workdir / "relay.log").state
     )
-    view = _choose_view(args, board)
+    view = choose_view(args, board, Console())
     started = time.monotonic()
     view.start()
     code = 2
