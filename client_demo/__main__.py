@@ -134,6 +134,7 @@ async def run(args: argparse.Namespace, workdir: Path, view: View, board: Board)
                     await _day(cast, view, board)
                 finally:
                     refresher.cancel()
+            view.stop()  # the last frame shows the end of the day, not the shutdown
             verdict = await _verify(office, ledger)
             verdict.notes += _facts(cast)
             return verdict

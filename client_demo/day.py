@@ -60,7 +60,7 @@ class Pace:
 
     @classmethod
     def normal(cls) -> Pace:
-        return cls(beat=1.1, outage=4.0, timeout=90.0)
+        return cls(beat=1.6, outage=5.0, timeout=90.0)
 
     @classmethod
     def fast(cls) -> Pace:

@@ -5,7 +5,7 @@ state, the story clock and the current step) that they read whenever they draw,
 and every :class:`~client_demo.day.Event` as it happens.
 
 * :class:`LiveView` (a terminal): a ``rich`` live display that redraws a few
-  times a second: one row per device (signal, connection, pending changes,
+  times a second: one row per device (connection, unsent changes,
   pending uploads, queued submissions, work orders held, withdrawn), the
   relay's state, and the last events. When it stops, the last frame stays on
   screen and the summary is printed below it.
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -34,6 +35,13 @@ from .verify import Verdict
 
 __all__ = ["Board", "DeviceRow", "LiveView", "PlainView", "View", "device_rows", "relay_line"]
 
+COUNTS = (
+    "unsent\nchanges",
+    "pending\nuploads",
+    "queued\nsubmissions",
+    "work\norders",
+    "with-\ndrawn",
+)
 STYLES = {"info": "", "good": "green", "warn": "yellow", "bad": "bold red", "step": "bold cyan"}
 
 
@@ -221,19 +229,11 @@ class LiveView:
         header = Text.assemble(
             (f" {board.clock.label} ", "bold reverse"), "  ", (board.step, "bold")
         )
-        devices = Table(expand=True, show_edge=False, pad_edge=False)
-        for title, justify in (
-            ("technician", "left"),
-            ("device", "left"),
-            ("signal", "left"),
-            ("connection", "left"),
-            ("pending changes", "right"),
-            ("uploads", "right"),
-            ("queued submissions", "right"),
-            ("work orders", "right"),
-            ("withdrawn", "right"),
-        ):
-            devices.add_column(title, justify=justify)  # type: ignore[arg-type]
+        devices = Table(show_edge=False, pad_edge=False, box=box.SIMPLE_HEAD)
+        for title in ("technician", "device", "connection"):
+            devices.add_column(title)
+        for title in COUNTS:
+            devices.add_column(title, justify="right")
         for row in device_rows(board.technicians):
             connection_style = {"connected": "green", "offline": "red"}.get(
                 row.connection, "yellow"
@@ -241,7 +241,6 @@ class LiveView:
             devices.add_row(
                 row.technician,
                 row.device,
-                Text(row.signal, style="green" if row.signal == "up" else "red"),
                 Text(row.connection, style=connection_style),
                 _count(row.pending),
                 _count(row.uploads),
