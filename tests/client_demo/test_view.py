@@ -66,6 +66,6 @@ def test_the_live_view_draws_devices_relay_and_events() -> None:
     view.tick()
     view.stop()
     text = ANSI.sub("", out.getvalue())
-    for part in ("devices", "queued submissions", "relay up at 127.0.0.1:8765", "relay DOWN"):
+    for part in ("devices", "submissions", "relay up at 127.0.0.1:8765", "relay DOWN"):
         assert part in text
     assert "1001 sent and accepted" in text
