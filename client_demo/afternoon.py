@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from .cast import Cast
+from .cast import Cast, plan
 from .relay import LocalRelay
 from .technician import Technician
 
@@ -26,21 +26,16 @@ Action = tuple[Technician, Callable[[], object]]
 
 def _afternoon_edits(cast: Cast) -> list[list[Action]]:
     """Each technician's edits on their afternoon work order, in their own order."""
-    plan = {"anna": "1006", "bram": "1007", "chris": "1004"}
-    tasks = {
-        "1006": ("Clean the filters", "Check the refrigerant"),
-        "1007": ("Leak test", "Check the flue", "Record the readings"),
-        "1004": ("Remove the old thermostat", "Fit and configure the new one"),
-    }
+    afternoon = {"anna": "1006", "bram": "1007", "chris": "1004"}
     queues: list[list[Action]] = []
-    for name, story in plan.items():
+    for name, story in afternoon.items():
         tech, wo = cast.techs[name], cast.wo(story)
         article, description = cast.material()
         minutes = cast.rng.choice((30, 45, 60, 75))
         pressure = round(cast.rng.uniform(1.0, 2.5), 1)
         note = cast.note()
         queue: list[Action] = [(tech, partial(tech.begin, wo))]
-        queue += [(tech, partial(tech.tick, wo, task)) for task in tasks[story]]
+        queue += [(tech, partial(tech.tick, wo, task)) for task in plan(story).tasks]
         queue += [
             (tech, partial(tech.add_hours, wo, minutes, "afternoon")),
             (tech, partial(tech.use_material, wo, article, 1, description)),
@@ -104,11 +99,9 @@ async def relay_killed(cast: Cast) -> None:
     started = time.monotonic()
     for tech in cast.techs.values():
         await tech.wait_synced()
-    cast.log.add(
-        "relay",
-        f"all devices reconnected by themselves, in sync {time.monotonic() - started:.1f} s later",
-        "good",
-    )
+    took = time.monotonic() - started
+    how = "reconnected by themselves, in sync" if killed_at is not None else "in sync"
+    cast.log.add("relay", f"all devices {how} {took:.1f} s later", "good")
     cast.facts["edits_while_relay_down"] = during
     await cast.pace.pause()
 

@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "WorkOrderPlan",
     "is_submit_answer",
+    "plan",
 ]
 
 
@@ -79,6 +80,12 @@ WORKORDERS = (
         ("Leak test", "Check the flue", "Record the readings"),
     ),
 )  # fmt: skip
+
+
+def plan(story: str) -> WorkOrderPlan:
+    """The planned work order with story id ``story``."""
+    return next(p for p in WORKORDERS if p.story == story)
+
 
 #: The company policy: a signature and a photo before sending, and a short form.
 POLICY: dict[str, Any] = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cast import POLICY, WORKORDERS, Cast, is_submit_answer
+from .cast import POLICY, WORKORDERS, Cast, is_submit_answer, plan
 from .day import until
-from .ledger import EditKind
+from .ledger import Edit, EditKind
 from .relay import DemoError
 from .technician import Technician
 
@@ -30,38 +30,42 @@ __all__ = [
 
 
 async def plan_the_day(cast: Cast) -> None:
+    """Publish the policy and create every planned work order through the office API (the
+    crew of 1003 goes to the ledger: the merged planning must keep it)."""
     version = await cast.office.publish_policy(POLICY)
     cast.log.add("office", f"policy v{version}: a signature and 1 photo required before sending")
-    for plan in WORKORDERS:
-        team = [cast.tech_ids[plan.technician], *(cast.tech_ids[m] for m in plan.crew)]
+    for planned in WORKORDERS:
+        team = [cast.tech_ids[planned.technician], *(cast.tech_ids[m] for m in planned.crew)]
         planning: dict[str, Any] = {
             "technician": team[0],
             "planned_date": cast.clock.day.isoformat(),
-            "planned_start": f"{cast.clock.day.isoformat()}T{plan.start}:00+00:00",
+            "planned_start": f"{cast.clock.day.isoformat()}T{planned.start}:00+00:00",
         }
-        if plan.crew:
+        if planned.crew:
             planning["crew"] = team[1:]
+            cast.ledger.add(Edit("office", cast.wo(planned.story), EditKind.CREW, "", team[1:]))
         body = {
-            "id": cast.wo(plan.story),
-            "number": f"WO-{plan.story}",
-            "customer": {"name": plan.customer, "city": plan.city},
+            "id": cast.wo(planned.story),
+            "number": f"WO-{planned.story}",
+            "customer": {"name": planned.customer, "city": planned.city},
             "planning": planning,
-            "short_description": plan.title,
-            "tasks": list(plan.tasks),
+            "short_description": planned.title,
+            "tasks": list(planned.tasks),
         }
         await cast.office.create_workorder(body)
-        who = " + ".join([plan.technician, *plan.crew])
-        cast.log.add("office", f"{plan.story} {plan.title} ({plan.customer}) for {who}")
+        who = " + ".join([planned.technician, *planned.crew])
+        cast.log.add("office", f"{planned.story} {planned.title} ({planned.customer}) for {who}")
         await cast.pace.pause(0.3)
 
 
 async def devices_start(cast: Cast) -> None:
+    """Start every device and wait until it holds its planning's work orders, synced."""
     for tech in cast.techs.values():
         await tech.start()
     for tech in cast.techs.values():
         mine = [p for p in WORKORDERS if tech.name in (p.technician, *p.crew)]
-        for plan in mine:
-            await tech.wait_holds(cast.wo(plan.story))
+        for planned in mine:
+            await tech.wait_holds(cast.wo(planned.story))
         took = await tech.wait_synced()
         stories = ", ".join(p.story for p in mine)
         cast.log.add(tech.name, f"{tech.device_name} synced in {took:.1f} s: {stories}", "good")
@@ -69,11 +73,13 @@ async def devices_start(cast: Cast) -> None:
 
 
 async def refused_send(cast: Cast) -> None:
+    """1001: anna does the work, Send is refused on the device (no signature), she has the
+    customer sign and sends; waits for the accepted answer."""
     anna, wo = cast.techs["anna"], cast.wo("1001")
     anna.begin(wo)
     anna.start_timer(wo)
     cast.log.add("anna", "1001 started, timer running")
-    for title in WORKORDERS[0].tasks:
+    for title in plan("1001").tasks:
         await cast.pace.pause(0.5)
         cast.clock.advance(12)
         anna.tick(wo, title)
@@ -98,11 +104,12 @@ async def refused_send(cast: Cast) -> None:
 
 
 async def offline_send(cast: Cast) -> None:
+    """1002: bram loses the signal, finishes the work order and sends it offline (queued)."""
     bram, wo = cast.techs["bram"], cast.wo("1002")
     bram.go_offline()
     cast.log.add("bram", "in the basement of 1002: no signal", "warn")
     bram.begin(wo)
-    for title in WORKORDERS[1].tasks:
+    for title in plan("1002").tasks:
         await cast.pace.pause(0.5)
         cast.clock.advance(15)
         bram.tick(wo, title)
@@ -129,10 +136,12 @@ async def offline_send(cast: Cast) -> None:
 
 
 async def crew_offline(cast: Cast) -> None:
+    """1003: anna and bram (its crew) both edit it without signal while the office patches
+    its description and planned end."""
     anna, bram, wo = cast.techs["anna"], cast.techs["bram"], cast.wo("1003")
     anna.go_offline()
     cast.log.add("anna", "at 1003 with bram: no signal on the site either", "warn")
-    tasks = WORKORDERS[2].tasks
+    tasks = plan("1003").tasks
     for tech, task in ((anna, tasks[0]), (bram, tasks[1])):
         tech.begin(wo)
         await cast.pace.pause(0.5)
@@ -155,11 +164,12 @@ async def crew_offline(cast: Cast) -> None:
 
 
 async def restart_with_unsent(cast: Cast) -> None:
+    """1005: chris edits offline, then his tablet restarts with those changes unsent."""
     chris, wo = cast.techs["chris"], cast.wo("1005")
     chris.go_offline()
     cast.log.add("chris", "at 1005: the tablet has no signal", "warn")
     chris.begin(wo)
-    chris.tick(wo, WORKORDERS[4].tasks[0])
+    chris.tick(wo, plan("1005").tasks[0])
     chris.add_hours(wo, 35, "flushing")
     article, description = cast.material()
     chris.use_material(wo, article, 2, description)
@@ -170,12 +180,16 @@ async def restart_with_unsent(cast: Cast) -> None:
 
 
 async def reassign_offline(cast: Cast) -> None:
+    """1006: the office moves it from chris (offline) to anna."""
     await cast.patch("1006", {"planning": {"technician": cast.tech_ids["anna"]}})
     cast.log.add("office", "1006 moved from chris (offline) to anna: chris runs late")
     await cast.pace.pause()
 
 
 async def crew_back(cast: Cast) -> None:
+    """Anna and bram get signal (in a seeded order); the relay's answer to bram's queued
+    sending is lost once in a dropped connection and he gets it by asking again; 1003 merges
+    on anna's phone and 1006 arrives there."""
     anna, bram = cast.techs["anna"], cast.techs["bram"]
     bram.link.drop_when(is_submit_answer)
     first, second = (anna, bram) if cast.rng.random() < 0.5 else (bram, anna)
@@ -222,6 +236,7 @@ def _merged_1003(cast: Cast, anna: Technician) -> bool:
 
 
 async def chris_back(cast: Cast) -> None:
+    """Chris gets signal: his unsent changes go out, 1006 is withdrawn on his tablet."""
     chris = cast.techs["chris"]
     chris.go_online()
     cast.log.add("chris", "signal again")
