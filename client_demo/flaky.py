@@ -11,9 +11,10 @@ order, or the connection fails).
 ``async with FlakyLink(upstream_url, seed=...) as link`` listens on a free
 loopback port (``link.url``); ``link.cut()`` drops every connection now,
 ``link.down()`` / ``link.up()`` switch the whole link off (connections are
-refused) and on, and ``link.lose_next(matches)`` drops the connection just
-before the next message towards a device that ``matches`` would arrive (an
-answer lost in flight, as when the signal goes at the wrong moment).
+refused) and on, and ``link.drop_when(predicate)`` makes the connection die
+just as the next matching message from upstream would be delivered (that
+message is lost with it, as when the signal goes the moment an answer is
+under way).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.http11 import Request, Response
 
-__all__ = ["FlakyLink", "LinkStats"]
+__all__ = ["FlakyLink", "LinkStats", "Trap"]
+
+#: Decides, for a message from upstream, whether the connection dies instead of delivering it.
+Trap = Callable[[str | bytes], bool]
 
 
 @dataclass(slots=True)
@@ -64,7 +68,8 @@ class FlakyLink:
         self._server: Server | None = None
         self._live: set[ServerConnection] = set()
         self._up = True
-        self._lose_next: Callable[[str | bytes], bool] | None = None
+        self._trap: Trap | None = None
+        self.sprung = asyncio.Event()
         self.port = 0
 
     @property
@@ -111,10 +116,23 @@ class FlakyLink:
     def up(self) -> None:
         self._up = True
 
-    def lose_next(self, matches: Callable[[str | bytes], bool]) -> None:
-        """Cut the connection instead of delivering the next message to a device that
-        ``matches`` (once): that message, and whatever follows it in flight, is lost."""
-        self._lose_next = matches
+    @property
+    def is_up(self) -> bool:
+        """False between :meth:`down` and :meth:`up`."""
+        return self._up
+
+    def drop_when(self, trap: Trap) -> None:
+        """Cut the connection instead of delivering the next upstream message ``trap``
+        accepts (once; :attr:`sprung` is set when it happens)."""
+        self.sprung.clear()
+        self._trap = trap
+
+    def _springs(self, message: str | bytes) -> bool:
+        if self._trap is None or not self._trap(message):
+            return False
+        self._trap = None
+        self.sprung.set()
+        return True
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """While the link is down, the handshake fails (as with no signal at all)."""
@@ -141,8 +159,8 @@ class FlakyLink:
         self._live.add(downstream)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._pump(downstream, upstream, downstream))
-                tasks.create_task(self._pump(upstream, downstream, downstream, to_device=True))
+                tasks.create_task(self._pump(downstream, upstream, downstream, trapped=False))
+                tasks.create_task(self._pump(upstream, downstream, downstream, trapped=True))
         except* ConnectionClosed:
             pass
         finally:
@@ -156,10 +174,10 @@ class FlakyLink:
         target: ServerConnection | ClientConnection,
         downstream: ServerConnection,
         *,
-        to_device: bool = False,
+        trapped: bool,
     ) -> None:
         """Forward ``source`` to ``target`` in order, each message after a random delay
-        (towards the device, unless it is the one to lose)."""
+        (``trapped``: messages go past the trap of :meth:`drop_when` first)."""
         queue: asyncio.Queue[tuple[float, str | bytes] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -167,13 +185,6 @@ class FlakyLink:
             while (item := await queue.get()) is not None:
                 due, message = item
                 await asyncio.sleep(max(0.0, due - loop.time()))
-                matches = self._lose_next
-                if to_device and matches is not None and matches(message):
-                    self._lose_next = None
-                    self.stats.cuts += 1
-                    self.stats.lost_in_flight += queue.qsize() + 1
-                    downstream.transport.abort()
-                    return
                 await target.send(message)
 
         async with asyncio.TaskGroup() as tasks:
@@ -181,7 +192,8 @@ class FlakyLink:
             try:
                 async for message in source:
                     self.stats.messages += 1
-                    if self.cut_probability and self._rng.random() < self.cut_probability:
+                    unlucky = self.cut_probability and self._rng.random() < self.cut_probability
+                    if unlucky or (trapped and self._springs(message)):
                         self.stats.lost_in_flight += queue.qsize() + 1
                         self.stats.cuts += 1
                         downstream.transport.abort()

@@ -27,6 +27,7 @@ from ._device_types import Backoff, Rejection
 from ._link import DeviceLink
 from ._replicas import ReplicaHost
 from ._submissions import Submissions
+from ._updates import holds_structs
 from ._uploads import Uploads
 from .exceptions import CloseCode, ConnectionClosed, DeviceError, ErrorCode, StoreError
 from .protocol import (
@@ -49,8 +50,6 @@ from .transport import Channel, Connector
 __all__ = ["DeviceSync"]
 
 log = logging.getLogger("crdtsync.device")
-
-_EMPTY_UPDATE = b"\x00\x00"
 
 
 class DeviceSync(ReplicaHost):
@@ -280,7 +279,10 @@ class DeviceSync(ReplicaHost):
             self._last_error = f"relay sent an invalid state vector for {name}: {exc}"
             return
         seq = self._newest_seq(name)
-        if diff != _EMPTY_UPDATE or seq:
+        # Without unacknowledged changes, a diff of nothing but the delete set holds no news:
+        # the relay has every deletion this replica knows (its own ones were acknowledged),
+        # and sending it would be a write to documents the device may only read.
+        if seq or holds_structs(diff):
             link.send(name, lambda s: s.send_push(name, seq, diff))
         replica.live = True
         self._notify()

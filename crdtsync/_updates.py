@@ -1,4 +1,5 @@
-"""Applying updates that came from elsewhere, with pycrdt's failures translated.
+"""Applying updates that came from elsewhere, with pycrdt's failures translated; what an
+update holds.
 
 pycrdt raises ``ValueError`` for an update it cannot decode, ``RuntimeError``
 for one that decodes but cannot be integrated ("Cannot apply update: ..."), and
@@ -17,10 +18,20 @@ from typing import Any
 
 from pycrdt import Doc
 
-from .exceptions import DecodeError, InvalidUpdate
-from .protocol import Reader
+from .exceptions import InvalidUpdate
 
-__all__ = ["apply_update", "has_structs", "is_panic"]
+__all__ = ["apply_update", "holds_structs", "is_panic"]
+
+
+def holds_structs(update: bytes) -> bool:
+    """True when ``update`` (v1 encoding) holds content, not just a delete set.
+
+    Every diff Yjs makes (``get_update(state)``) carries the whole delete set of
+    its document, so a diff can be non-empty and still hold nothing the other
+    side lacks. An update starts with the var-uint count of clients that have
+    structs in it, whose first byte is 0 only for a count of 0.
+    """
+    return update[:1] != b"\x00"
 
 
 def is_panic(exc: BaseException) -> bool:
@@ -48,16 +59,3 @@ def apply_update(doc: Doc[Any], update: bytes, *, document: str = "", seq: int =
         )
         error.panicked = True
         raise error from exc
-
-
-def has_structs(update: bytes) -> bool:
-    """True when a (v1) update carries structs, not just a delete set.
-
-    An update's first var-uint counts the clients whose structs it carries; a
-    diff with nothing new but deletions (``doc.get_update(sv)`` always repeats the
-    whole delete set) starts with 0. Undecodable input counts as carrying structs.
-    """
-    try:
-        return Reader(update).read_var_uint() != 0
-    except DecodeError:
-        return True

@@ -44,7 +44,7 @@ from pycrdt import Doc, get_update
 from ._commit import CommitListener, GroupCommit, RelayObserver, RelayStats
 from ._connection import RelayConnection
 from ._rooms import Room, RoomTable, Write
-from ._updates import apply_update, has_structs
+from ._updates import apply_update, holds_structs
 from .access import Application, Principal, UpdateWatch
 from .exceptions import (
     CloseCode,
@@ -78,6 +78,8 @@ __all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats", "blob_key", "s
 log = logging.getLogger("crdtsync.relay")
 
 _EMPTY_UPDATE = b"\x00\x00"
+
+
 T = TypeVar("T")
 
 
@@ -391,13 +393,11 @@ class Relay:
         room.last_active = time.monotonic()
         # An update waiting for a missing dependency changes nothing yet (no observer call),
         # but it is new: what it holds beyond the document's state must be stored and sent.
-        # (A delete set always comes back here, so a diff of deletions the relay already has
-        # is stored again; it is structs that did not integrate that are really waiting.)
-        leftover = get_update(update, room.doc.get_state())
-        changed = room.changed or leftover != _EMPTY_UPDATE
+        # Only structs count as new: every sync diff carries the sender's whole delete set,
+        # which changes nothing when the document has applied it already.
+        changed = room.changed or holds_structs(get_update(update, room.doc.get_state()))
         if watch is not None and changed:
-            waiting = not room.changed and has_structs(leftover)
-            denied = self._denied(connection, name, room, watch, pending=waiting)
+            denied = self._denied(connection, name, room, watch, pending=not room.changed)
             if denied:
                 await self._reject(connection, name, room, update, seq, denied)
         if changed:

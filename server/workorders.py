@@ -14,12 +14,12 @@ Contracts:
   :class:`WorkOrderNotFound`, :class:`WorkOrderExists`, :class:`NotSent`)
   writes nothing.
 * **Assignment follows the work order.** When ``planning.technician`` or
-  ``planning.crew`` changes, the work order is put on the plannings of everyone
-  now on it (``planning/{tech}``, created if missing) and taken off the
-  others', which is what grants and withdraws the devices' access
-  (:class:`crdtsync.service.FieldService`). These are separate documents, so
-  not one transaction: a crash in between leaves the work order on too many
-  plannings or too few, and repeating the same change
+  ``planning.crew`` changes, the work order is put on the ``planning/{tech}``
+  of each technician it now names (created if missing) and taken off the
+  plannings of those it no longer names, which is what grants and withdraws
+  the devices' access (:class:`crdtsync.service.FieldService`). These are
+  separate documents, so not one transaction: a crash in between leaves the
+  work order on both plannings or on none, and repeating the same change
   repairs it (assigning replaces, unassigning is idempotent). Changes to one
   work order are serialised in this process, so two concurrent reassignments
   cannot leave it on two plannings.
@@ -130,14 +130,6 @@ class WorkOrderChanges:
             editor.set_description(self.description)
 
 
-def _team(schedule: Schedule) -> set[str]:
-    """Everyone who has the work order on their planning: the technician and the crew."""
-    team = set(schedule.crew)
-    if schedule.technician is not None:
-        team.add(schedule.technician)
-    return team
-
-
 def _copy(doc: Doc[Any]) -> Doc[Any]:
     copy: Doc[Any] = Doc()
     copy.apply_update(doc.get_update())
@@ -203,8 +195,8 @@ class OfficeWorkOrders:
         async with self._lock(tenant, new.id):
             await self._edit(tenant, workorder_document(new.id), create)
             await self.set_memo(tenant, new.id, new.memo)
-            if schedule is not None:
-                await self._plan(tenant, new.id, set(), _team(schedule), schedule.planned_date)
+            if schedule is not None and schedule.team():
+                await self._plan(tenant, new.id, [], schedule.team(), schedule.planned_date)
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -225,22 +217,22 @@ class OfficeWorkOrders:
 
         async with self._lock(tenant, ident):
             before, after = await self._edit(tenant, workorder_document(ident), change)
-            moved = _team(before) != _team(after)
+            moved = set(before.team()) != set(after.team())
             redated = before.planned_date != after.planned_date
-            if moved or (redated and _team(after)):
-                await self._plan(tenant, ident, _team(before), _team(after), after.planned_date)
+            if moved or (redated and after.team()):
+                await self._plan(tenant, ident, before.team(), after.team(), after.planned_date)
 
     async def _plan(
         self,
         tenant: str,
         ident: str,
-        before: set[str],
-        after: set[str],
+        before: list[str],
+        after: list[str],
         planned_date: dt.date | None,
     ) -> None:
-        """Put ``ident`` on the plannings of ``after`` first, then take it off those of
-        ``before`` who are not in ``after``."""
-        for technician in sorted(after):
+        """Put ``ident`` on the planning of everyone in ``after`` first (the technician and
+        the crew), then take it off the plannings of those in ``before`` only."""
+        for technician in after:
 
             def assign(doc: Doc[Any], technician: str = technician) -> None:
                 if schema_of(doc) is None:
@@ -248,7 +240,9 @@ class OfficeWorkOrders:
                 assign_workorder(doc, ident, planned_date=planned_date)
 
             await self._edit(tenant, planning_document(technician), assign)
-        for technician in sorted(before - after):
+        for technician in before:
+            if technician in after:
+                continue
 
             def unassign(doc: Doc[Any]) -> None:
                 if schema_of(doc) is not None:

@@ -33,6 +33,7 @@ from crdtsync.workorder import (
     QuestionKind,
     RequiredSteps,
     Status,
+    WorkOrder,
     assign_workorder,
     create_planning,
     create_settings,
@@ -315,3 +316,51 @@ async def test_an_unassigned_workorder_leaves_the_list_and_returns_when_reassign
         await office.edit("planning/anna", lambda doc: assign_workorder(doc, "1002"))
         await wait_listed(device, "1001", "1002")
         assert device.device.status.withdrawn == []
+
+
+async def test_reconnecting_with_nothing_new_is_not_refused_when_the_work_order_has_deletions(
+    office: Office, tmp_path: Path
+) -> None:
+    """A status set twice deletes the first value: the device's resume diff then holds that
+    delete set and no new content, which the relay must take as nothing new, not refuse."""
+    await office.assign("1001")
+    async with field(office, tmp_path / "anna.db") as device:
+        await wait_listed(device, "1001")
+        device.editor("1001").set_status(Status.IN_PROGRESS)
+        device.editor("1001").set_status(Status.COMPLETED)
+        await device.device.wait_synced(TIMEOUT)
+        reconnects = device.device.status.reconnects
+        device.device.go_offline()
+        await device.device.wait_for(lambda s: not s.connected, TIMEOUT)
+        device.device.go_online()
+        await device.device.wait_for(lambda s: s.in_sync and s.reconnects > reconnects, TIMEOUT)
+        register_hours(device, "1001")  # a round trip after the resume diff was answered
+        await device.device.wait_synced(TIMEOUT)
+        assert device.device.status.rejected == []
+        assert device.device.archived() == []
+        assert device.workorder("1001")[0].status is Status.COMPLETED
+    stored = await office.net.relay.read("wo/1001", tenant="acme")
+    assert len(WorkOrder.from_doc(stored)[0].hours) == 1
+
+
+async def test_the_planning_still_syncs_after_a_reconnect_once_something_left_it(
+    office: Office, tmp_path: Path
+) -> None:
+    """An unassignment deletes from the read-only planning; reconnecting with nothing new
+    must not send that delete set back as a write, which the relay refuses (the planning
+    would be withdrawn and new work would never arrive)."""
+    await office.assign("1001")
+    await office.assign("1002")
+    async with field(office, tmp_path / "anna.db") as device:
+        await wait_listed(device, "1001", "1002")
+        await office.unassign("1002")
+        await device.device.wait_for(lambda s: s.withdrawn == ["wo/1002"] and s.in_sync, TIMEOUT)
+        device.device.go_offline()
+        await device.device.wait_for(lambda s: not s.connected, TIMEOUT)
+        device.device.go_online()
+        await office.assign("1003")
+        await wait_listed(device, "1001", "1003")
+        assert device.device.status.withdrawn == ["wo/1002"]
+        assert device.device.status.last_error is None or "planning" not in (
+            device.device.status.last_error
+        )

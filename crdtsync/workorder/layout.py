@@ -12,7 +12,8 @@ root             type  content
 ``customer``     Map   name, street, postal_code, city, country, contact_name,
                        phone, email
 ``delivery``     Map   the same keys as ``customer``
-``planning``     Map   planned_date, planned_start, planned_end, deadline, technician
+``planning``     Map   planned_date, planned_start, planned_end, deadline,
+                       technician, crew (a list of technician ids)
 ``info``         Map   short_description
 ``description``  Text  the long description (office)
 ``notes``        Text  free notes from the field
@@ -31,7 +32,8 @@ root             type  content
 Invariants: every nested Map (an entry of ``tasks``, ``hours``, ``materials``,
 ``attachments``) is created by exactly one writer under a fresh uuid4 hex id and
 is never replaced, only edited key by key or deleted; values under ``timers``,
-``answers`` and ``signature`` are atomic JSON (last writer wins per key);
+``answers`` and ``signature``, and ``planning.crew``, are atomic JSON (last
+writer wins per key);
 datetimes are ISO 8601 strings with an offset, dates ISO dates. ``meta.schema``
 (= :data:`~.models.SCHEMA_VERSION`) marks a document whose skeleton exists:
 editors refuse documents without it.
@@ -191,8 +193,9 @@ def create_workorder(
     meta = _meta(id, number, at, external_ref, work_type)
     if status not in (Status.REGISTERED, Status.PLANNED):
         raise InvalidValue("state.status", "a new work order is registered or planned")
-    if planning is not None and planning.technician is not None:
-        validate_id(planning.technician, "planning.technician")
+    if planning is not None:
+        for member in planning.team():
+            validate_id(member, "planning.technician")
     info = validate(Info, {"short_description": short_description}, "info")
     check_text(description, "description")
     state = State(status=status, status_at=at, status_by="office")

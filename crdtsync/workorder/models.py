@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from .names import ID_PATTERN
-
 if TYPE_CHECKING:
     from pycrdt import Doc
 
 __all__ = [
     "DEVICE_STATUSES",
     "LOCKED_STATUSES",
+    "MAX_CREW",
     "MAX_SIGNATURE_POINTS",
     "SCHEMA_VERSION",
     "Attachment",
@@ -61,6 +60,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 #: Upper bound on the points of one signature (all strokes together).
 MAX_SIGNATURE_POINTS = 20_000
+#: Upper bound on the technicians of a work order's crew.
+MAX_CREW = 20
 
 ShortStr = Annotated[str, Field(max_length=500)]
 LongStr = Annotated[str, Field(max_length=5_000)]
@@ -150,17 +151,30 @@ class Party(_Model):
 
 
 class Schedule(_Model):
-    """Root ``planning``: when and by whom the work is planned."""
+    """Root ``planning``: when and by whom the work is planned.
+
+    ``technician`` leads the work; ``crew`` lists other technicians who work on
+    it too (each has it on their planning, so their devices sync it). The crew
+    is one value: a change replaces the whole list (last writer wins).
+    """
 
     planned_date: dt.date | None = None
     planned_start: AwareDatetime | None = None
     planned_end: AwareDatetime | None = None
     deadline: AwareDatetime | None = None
     technician: ShortStr | None = None
-    #: Other technicians working on it with ``technician`` (each has it on their planning).
-    crew: list[Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]] = Field(
-        default_factory=list, max_length=50
-    )
+    crew: Annotated[list[ShortStr], Field(max_length=MAX_CREW)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct_crew(self) -> Schedule:
+        if self.crew is not None and len(set(self.crew)) != len(self.crew):
+            raise ValueError("crew members must be distinct")
+        return self
+
+    def team(self) -> list[str]:
+        """The technician and the crew, without repeats: everyone it is planned for."""
+        members = [self.technician] if self.technician else []
+        return list(dict.fromkeys([*members, *(self.crew or ())]))
 
 
 class Info(_Model):

@@ -43,19 +43,21 @@ class OfficeOperations(EditorBase):
         """Change the given planning fields (None clears one); return the new planning.
 
         ``planned_end`` must not be before ``planned_start`` (as they will be
-        after the change). A registered work order that gets a technician and a
-        date becomes planned. ``crew`` lists other technicians on the job (None
-        or an empty list: none). The technicians' planning documents are
-        separate: see :func:`~.documents.assign_workorder`.
+        after the change). ``crew`` replaces the whole list of other technicians
+        (distinct ids). A registered work order that gets a technician and a
+        date becomes planned. The technicians' planning documents are separate:
+        see :func:`~.documents.assign_workorder`.
         """
         self._begin("plan", _OFFICE)
+        if isinstance(crew, (list, tuple)):
+            crew = [validate_id(member, "planning.crew") for member in crew]
         changes = edits(
             planned_date=planned_date,
             planned_start=planned_start,
             planned_end=planned_end,
             deadline=deadline,
             technician=technician,
-            crew=list(crew) if isinstance(crew, Sequence) and not isinstance(crew, str) else crew,
+            crew=crew,
         )
         if isinstance(technician, str):
             validate_id(technician, "planning.technician")

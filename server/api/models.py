@@ -112,7 +112,7 @@ class PartyIn(_In):
 
 class PlanningIn(_In):
     """When and by whom; ``technician`` assigns the work order (null unassigns), ``crew``
-    adds technicians who work on it too (an empty list or null: nobody else)."""
+    adds other technicians."""
 
     planned_date: dt.date | None = None
     planned_start: AwareDatetime | None = None
@@ -121,8 +121,9 @@ class PlanningIn(_In):
     technician: Id | None = None
     crew: list[Id] | None = Field(
         None,
-        max_length=50,
-        description="Other technicians on the job (each gets it on their planning).",
+        max_length=20,
+        description="Other technicians who work on it too (it is on their plannings as well); "
+        "replaces the whole list, null clears it.",
     )
 
     def given(self) -> dict[str, Any]:

@@ -69,3 +69,20 @@ async def test_a_link_that_is_down_refuses_until_it_is_up_again(
             link.up()
             await a.wait_synced(TIMEOUT)
     assert link.stats.refused >= 1
+
+
+async def test_a_trap_drops_the_connection_with_the_message_it_caught(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    async with FlakyLink(f"ws://127.0.0.1:{relay_process.port}", seed=3) as link:
+        connector = websocket_connector(f"{link.url}/sync")
+        async with Device(tmp_path / "a.db", connector, documents=["notes"], backoff=FAST) as a:
+            await a.wait_synced(TIMEOUT)
+            connections = link.stats.connections
+            link.drop_when(lambda message: isinstance(message, bytes))  # the Ack, say
+            a.open("notes").get("m", type=Map)["x"] = 1
+            await asyncio.wait_for(link.sprung.wait(), TIMEOUT)
+            await a.wait_synced(TIMEOUT)  # reconnected by itself; the change went again
+    assert link.stats.connections > connections
+    assert link.stats.cuts == 1
+    assert fields(a) == {"x": 1}

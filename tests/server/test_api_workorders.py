@@ -181,26 +181,36 @@ async def test_patch_moves_the_assignment_between_plannings(
 async def test_a_crew_puts_the_work_order_on_every_members_planning(
     app: FastAPI, client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    await create(client, tenant, "1001", planning={"technician": "anna", "crew": ["bram"]})
-    assert await planning_of(app, tenant, "anna") == ["1001"]
-    assert await planning_of(app, tenant, "bram") == ["1001"]
+    body = await create(
+        client, tenant, "1001", planning={"technician": "anna", "crew": ["bram", "chris"]}
+    )
+    assert body["workorder"]["planning"]["crew"] == ["bram", "chris"]
+    for technician in ("anna", "bram", "chris"):
+        assert await planning_of(app, tenant, technician) == ["1001"]
+    bram = await issue_device(client, tenant, "bram")
+    seen = await client.get(f"{WO}/1001", headers=bearer(bram))
+    assert seen.status_code == 200, seen.text
+
     response = await client.patch(
-        f"{WO}/1001", json={"planning": {"crew": ["cees"]}}, headers=tenant.headers
+        f"{WO}/1001", json={"planning": {"crew": ["chris"]}}, headers=tenant.headers
     )
     assert response.status_code == 200, response.text
-    assert response.json()["workorder"]["planning"]["crew"] == ["cees"]
-    assert await planning_of(app, tenant, "anna") == ["1001"]
     assert await planning_of(app, tenant, "bram") == []
-    assert await planning_of(app, tenant, "cees") == ["1001"]
-    cleared = await client.patch(
-        f"{WO}/1001", json={"planning": {"crew": None}}, headers=tenant.headers
+    assert await planning_of(app, tenant, "chris") == ["1001"]
+    assert (await client.get(f"{WO}/1001", headers=bearer(bram))).status_code == 404
+    moved = await client.patch(
+        f"{WO}/1001",
+        json={"planning": {"technician": "dirk", "crew": None}},
+        headers=tenant.headers,
     )
-    assert cleared.json()["workorder"]["planning"]["crew"] == []
-    assert await planning_of(app, tenant, "cees") == []
-    refused = await client.patch(
-        f"{WO}/1001", json={"planning": {"crew": ["not an id"]}}, headers=tenant.headers
+    assert moved.json()["workorder"]["planning"]["crew"] is None
+    for technician, expected in (("anna", []), ("chris", []), ("dirk", ["1001"])):
+        assert await planning_of(app, tenant, technician) == expected
+    twice = await client.patch(
+        f"{WO}/1001", json={"planning": {"crew": ["bram", "bram"]}}, headers=tenant.headers
     )
-    assert refused.status_code == 422
+    assert_problem(twice, 422, "invalid_value")
+    assert await planning_of(app, tenant, "bram") == []
 
 
 async def test_sent_work_orders_show_records_signature_and_later_changes(
