@@ -228,17 +228,7 @@ class DeviceSync(ReplicaHost):
     def _on_error(self, name: str, code: int, seq: int, message: str) -> None:
         self._last_error = f"relay error {code} on {name or 'connection'}: {message}"
         log.warning("%s: %s", self.name, self._last_error)
-        replica = self._replicas.get(name) if name else None
-        if replica is not None and code == ErrorCode.FORBIDDEN_FIELD and replica.replaced:
-            # A fresh replica holding only the relay's own state was refused again: starting
-            # over once more would loop. Stop syncing it until the app opens it again.
-            self._uploads_or_raise().document_closed(name)
-            replica.withdrawn = True
-            self.store.set_withdrawn(name, True)
-            log.error(
-                "%s: the relay refused the fresh replica of %s too: %s", self.name, name, message
-            )
-        elif name and code == ErrorCode.FORBIDDEN_FIELD:
+        if name and code == ErrorCode.FORBIDDEN_FIELD:
             self._uploads_or_raise().document_closed(name)
             self._replace(name, seq, code, message)
         elif name and seq:

@@ -60,7 +60,6 @@ class _Replica:
     log_bytes: int = 0  # their size
     base_bytes: int = 0  # size of the last snapshot: compaction waits for a log worth a quarter
     compaction_due: bool = False
-    replaced: bool = False  # a replacement that made no local change yet
 
 
 class ReplicaHost:
@@ -160,7 +159,6 @@ class ReplicaHost:
         if self._applying_remote or update == _EMPTY_UPDATE:
             return
         replica = self._replicas[name]
-        replica.replaced = False
         remote, acks = self._take_held()
         seq = self.store.record((name, update), remote, acks)
         self._outbox.setdefault(name, deque()).append(seq)
@@ -283,7 +281,7 @@ class ReplicaHost:
         del self._replicas[name]
         # A followed directory is listed again only once the fresh replica received the
         # relay's state (that triggers it): its empty state in between is not a listing.
-        self._open_replica(name, withdrawn=replica.withdrawn).replaced = True
+        self._open_replica(name, withdrawn=replica.withdrawn)
         log.warning(
             "%s: relay refused change %d of %s (%s); %d unacknowledged change(s) archived, "
             "resyncing it from the relay",

@@ -195,26 +195,3 @@ async def test_an_update_from_the_relay_that_makes_pycrdt_panic_rebuilds_the_rep
         fields(device.doc(DOC))["after"] = "the rebuild"  # and it keeps working
         pushed = await next_message()
         assert isinstance(pushed, Push)
-
-
-class RefuseEverything(MapRules):
-    """A broken rule set: it refuses every device update, even one that changes nothing."""
-
-    def check(self, principal: Any, document: str, changes: Any, doc: Doc[Any]) -> list[str]:
-        return ["everything"] if principal.role == "device" else []
-
-
-async def test_a_fresh_replica_refused_again_stops_syncing_instead_of_looping(
-    tmp_path: Path,
-) -> None:
-    async with network("memory", tmp_path, application=RefuseEverything()) as n:
-        # Deletions in the document: every resume diff repeats them, so even a fresh
-        # replica sends something, and this rule set refuses it.
-        await n.relay.edit("wo-1", lambda doc: fields(doc).update({"a": 1}), tenant="acme")
-        await n.relay.edit("wo-1", lambda doc: fields(doc).update({"a": 2}), tenant="acme")
-        path = tmp_path / "a.db"
-        async with Device(path, n.connector("a"), documents=["wo-1"], backoff=FAST) as device:
-            fields(device.open("wo-1"))["mine"] = 1
-            await device.wait_for(lambda s: "wo-1" in s.withdrawn, TIMEOUT)
-            assert len(device.status.rejected) == 1  # replaced once, then it stopped
-            assert content(device.doc("wo-1"))["fields"] == {"a": 2.0}
