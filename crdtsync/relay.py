@@ -31,11 +31,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -43,6 +40,7 @@ from pycrdt import Doc, get_update
 
 from ._commit import CommitListener, GroupCommit, RelayObserver, RelayStats
 from ._connection import RelayConnection
+from ._relay_ops import RelayConfig, RelayOperations, blob_key, split_name
 from ._rooms import Room, RoomTable, Write
 from ._updates import apply_update, holds_structs
 from .access import Application, Principal, UpdateWatch
@@ -60,7 +58,6 @@ from .protocol import (
     AwarenessReceived,
     BlobChunkReceived,
     BlobQueried,
-    BlobState,
     ConnectionFailed,
     DocumentClosed,
     Event,
@@ -70,7 +67,7 @@ from .protocol import (
     SyncSession,
     UpdateReceived,
 )
-from .store import BlobStore, CompactionPolicy, RecordStore, RejectedUpdate, Store, build_doc
+from .store import RecordStore, RejectedUpdate, Store
 from .transport import Channel
 
 __all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats", "blob_key", "split_name"]
@@ -83,38 +80,11 @@ _EMPTY_UPDATE = b"\x00\x00"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class RelayConfig:
-    """Limits and timings of a relay. Every field has a production-sane default."""
+class Relay(RelayOperations):
+    """Serves any number of connections over one store. Use with ``async with``.
 
-    max_frame_size: int = 16 * 1024 * 1024
-    max_update_size: int = 8 * 1024 * 1024
-    max_documents_per_connection: int = 10_000
-    max_blob_size: int = 64 * 1024 * 1024
-    send_queue_size: int = 8192
-    max_commit_batch: int = 4096
-    max_uncommitted: int = 50_000
-    idle_eviction_seconds: float = 30.0
-    maintenance_interval: float = 1.0
-    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
-
-
-def split_name(stored: str) -> tuple[str, str]:
-    """``(tenant, name)`` of a stored document name (tenant ``""`` when not namespaced)."""
-    if stored.startswith("t/"):
-        parts = stored.split("/", 2)
-        if len(parts) == 3:
-            return parts[1], parts[2]
-    return "", stored
-
-
-def blob_key(tenant: str, sha256: str) -> str:
-    """The store key of a blob of ``tenant`` (blobs are per tenant, like documents)."""
-    return f"t/{tenant}/blobs/{sha256}" if tenant else f"blobs/{sha256}"
-
-
-class Relay:
-    """Serves any number of connections over one store. Use with ``async with``."""
+    Blobs, submissions, the relay's own writes and access changes are in
+    :class:`~crdtsync._relay_ops.RelayOperations`."""
 
     def __init__(
         self,
@@ -436,118 +406,6 @@ class Relay:
                 RejectedUpdate(room.name, who, ", ".join(denied), update, time.time())
             )
         raise ForbiddenField(denied, document=name, seq=seq or 0)
-
-    # -- blobs and submissions -------------------------------------------------------------------
-
-    def _blob_store(self) -> BlobStore:
-        if not isinstance(self.store, BlobStore):
-            raise Forbidden("this relay's store keeps no blobs")
-        return self.store
-
-    async def _put_blob(
-        self, connection: RelayConnection, name: str, sha: str, size: int, at: int, data: bytes
-    ) -> None:
-        await self._authorize(connection, name, write=True)
-        if size > self.config.max_blob_size:
-            state, have = BlobState.REFUSED, 0
-        else:
-            key = blob_key(connection.principal.tenant, sha)
-            progress = await self._blob_store().put_blob_chunk(key, sha, size, at, data)
-            state = (
-                BlobState.COMPLETE
-                if progress.complete
-                else BlobState.REFUSED
-                if progress.refused
-                else BlobState.PARTIAL
-            )
-            have = progress.have
-            if progress.complete and at + len(data) == size:
-                self.stats.blobs_stored += 1
-        connection.send(connection.session.send_blob_status(name, sha, have, state))
-
-    async def _query_blob(
-        self, connection: RelayConnection, name: str, sha: str, size: int
-    ) -> None:
-        await self._authorize(connection, name, write=False)
-        key = blob_key(connection.principal.tenant, sha)
-        progress = await self._blob_store().blob_progress(key, size)
-        state = BlobState.COMPLETE if progress.complete else BlobState.PARTIAL
-        connection.send(connection.session.send_blob_status(name, sha, progress.have, state))
-
-    async def _submit(self, connection: RelayConnection, name: str, key: str, body: str) -> None:
-        await self._authorize(connection, name, write=True)
-        await self.flush()  # every update this connection sent before is now committed
-        room = await self._room_of(connection, name)
-        if self.application is None:
-            answer = json.dumps({"status": "rejected", "reason": "this relay takes no submissions"})
-        else:
-            answer = await self.application.submit(connection.principal, name, key, body, room.doc)
-        self.stats.submissions += 1
-        connection.send(connection.session.send_submit_result(name, key, answer))
-
-    # -- the relay as a writer, and access changes -----------------------------------------------
-
-    async def edit(self, document: str, change: Callable[[Doc[Any]], T], *, tenant: str = "") -> T:
-        """Apply ``change(doc)`` in one transaction as the relay itself (trusted, no field
-        rules), fan the result out, and return once it is committed. What ``change``
-        applied before raising is kept (a CRDT cannot roll back); the error is re-raised."""
-        room = await self._rooms.load(Principal(tenant=tenant).namespace + document)
-        updates: list[bytes] = []
-        subscription = room.doc.observe(lambda event: updates.append(event.update))
-        try:
-            with room.doc.transaction(origin="relay"):
-                return change(room.doc)
-        finally:
-            room.doc.unobserve(subscription)
-            if room.watch is not None:
-                room.watch.collect()
-            for update in updates:
-                if update != _EMPTY_UPDATE:
-                    room.uncommitted += 1
-                    for peer, alias in room.peers.items():
-                        peer.send_update(alias, update)
-                    self._commits.put(Write(room, update, None, None))
-            room.last_active = time.monotonic()
-            await self.flush()
-
-    async def read(self, document: str, *, tenant: str = "") -> Doc[Any]:
-        """A copy of the merged state of ``document`` (loaded or stored); never loads a room."""
-        name = Principal(tenant=tenant).namespace + document
-        room = self._rooms.get(name)
-        if room is None:
-            return build_doc(await self.store.load(name))
-        copy: Doc[Any] = Doc()
-        copy.apply_update(room.doc.get_update())
-        return copy
-
-    def live_document(self, stored: str) -> Doc[Any] | None:
-        """The document of a loaded room (by stored name), or None. Read it; never write it."""
-        room = self._rooms.get(stored)
-        return room.doc if room is not None else None
-
-    async def missing_blobs(self, keys: list[str]) -> list[str]:
-        """The blob keys (see :func:`blob_key`) that are not stored complete."""
-        return await self._blob_store().missing_blobs(keys)
-
-    def withdraw(self, allowed: Callable[[Principal, str], bool], reason: str) -> int:
-        """Close every open document a principal may no longer read (``allowed`` False):
-        the device gets a FORBIDDEN Error and a Close for it. Returns how many closed."""
-        closed = 0
-        for connection in list(self._connections):
-            for name in list(connection.rooms):
-                if not allowed(connection.principal, name):
-                    self._withdraw(connection, name, ErrorCode.FORBIDDEN, reason)
-                    closed += 1
-        return closed
-
-    def disconnect(self, which: Callable[[Principal], bool], reason: str) -> int:
-        """Cut every connection whose principal matches (a revoked credential): UNAUTHORIZED."""
-        cut = 0
-        for connection in list(self._connections):
-            if which(connection.principal):
-                connection.fail(ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED, reason)
-                cut += 1
-        return cut
 
     # -- commits and maintenance -----------------------------------------------------------------
 

@@ -148,7 +148,7 @@ async def test_sending_is_blocked_with_the_missing_list_then_accepted_once_after
             key = anna.send("1001")  # queued: the device is offline
             assert anna.sent_state("1001").status is SubmissionStatus.QUEUED  # type: ignore[union-attr]
 
-            link.lose_next(_submit_result)  # the relay's answer is lost with the connection
+            link.drop_when(_submit_result)  # the relay's answer is lost with the connection
             anna.device.go_online()
             state = await anna.device.wait_submission(key, TIMEOUT)
             assert link.stats.lost_in_flight >= 1
