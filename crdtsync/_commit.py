@@ -64,6 +64,7 @@ class RelayStats:
     evictions: int = 0
     blobs_stored: int = 0
     submissions: int = 0
+    resumed: int = 0  # documents a device reopened in sync, without a byte of their content
 
 
 #: Called after each commit with the (stored document name, update) pairs it stored.

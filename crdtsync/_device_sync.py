@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from ._device_types import Backoff, Rejection
+from ._digest import state_digest
 from ._link import DeviceLink
 from ._replicas import ReplicaHost
 from ._submissions import Submissions
@@ -38,6 +39,8 @@ from .protocol import (
     DocumentClosed,
     ErrorReceived,
     Event,
+    ResumeAnswered,
+    ResumeEntry,
     Role,
     SubmissionAnswered,
     Synced,
@@ -50,6 +53,8 @@ from .transport import Channel, Connector
 __all__ = ["DeviceSync"]
 
 log = logging.getLogger("crdtsync.device")
+
+_RESUME_BATCH = 256  # documents per Resume frame
 
 
 class DeviceSync(ReplicaHost):
@@ -128,9 +133,7 @@ class DeviceSync(ReplicaHost):
         session = SyncSession(Role.DEVICE)
         link = DeviceLink(session)
         self._link, self._channel = link, channel
-        for replica in self._replicas.values():
-            replica.reopen = False
-            self._start_sync(replica)
+        self._resume_all(link)
         self._last_error = None
         self._notify()
         uploads, submissions = self._uploads_or_raise(), self._submissions_or_raise()
@@ -158,6 +161,37 @@ class DeviceSync(ReplicaHost):
                 await channel.close(1000, "")
             self._notify()
         return synced_once
+
+    def _resume_all(self, link: DeviceLink) -> None:
+        """Open every replica at once (Resume), with the digest of its state: the relay
+        answers which ones differ, and only those sync in full."""
+        entries: list[ResumeEntry] = []
+        for replica in self._replicas.values():
+            replica.reopen = replica.synced = replica.live = False
+            if replica.withdrawn:
+                continue
+            replica.resume_state = replica.doc.get_state()
+            entries.append(
+                ResumeEntry(replica.name, state_digest(replica.doc), self._newest_seq(replica.name))
+            )
+        for start in range(0, len(entries), _RESUME_BATCH):
+            link.resume(entries[start : start + _RESUME_BATCH])
+
+    def _resumed(self, name: str, in_sync: bool) -> None:
+        replica = self._replicas.get(name)
+        link = self._link
+        if replica is None or link is None:
+            return
+        state, replica.resume_state = replica.resume_state, None
+        if not in_sync or state is None:  # sync it in full: SyncStep1, then the usual answer
+            link.send(name, lambda s: s.send_step1(name, replica.doc.get_state()))
+            return
+        replica.live = True
+        diff = replica.doc.get_update(state)  # edits made while the Resume was under way
+        seq = self._newest_seq(name)
+        if holds_structs(diff):
+            link.send(name, lambda s: s.send_push(name, seq, diff))
+        self._after_sync()
 
     async def _write_loop(self, channel: Channel, link: DeviceLink) -> None:
         while True:
@@ -202,6 +236,8 @@ class DeviceSync(ReplicaHost):
                 self._after_sync()
             case SyncRequested(document=name, state_vector=sv):
                 self._resume(name, sv)
+            case ResumeAnswered(document=name, in_sync=in_sync):
+                self._resumed(name, in_sync)
             case AckReceived(document=name, seq=seq):
                 outbox = self._outbox.get(name)
                 while outbox and outbox[0] <= seq:

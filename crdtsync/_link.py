@@ -21,7 +21,7 @@ import itertools
 from collections.abc import Callable
 
 from .exceptions import UnexpectedMessage
-from .protocol import DocState, SyncSession
+from .protocol import DocState, ResumeEntry, SyncSession
 
 __all__ = ["DeviceLink", "Outgoing", "Signal"]
 
@@ -73,6 +73,13 @@ class DeviceLink:
         self._epochs[document] = next(self._counter)
         self.queue.put_nowait((document, self._epochs[document], frame))
         return True
+
+    def resume(self, entries: list[ResumeEntry]) -> None:
+        """Open the entries' documents at once (each must be CLOSED on this link)."""
+        frame = self.session.resume(entries)
+        for entry in entries:
+            self._epochs[entry.document] = next(self._counter)
+        self.queue.put_nowait(("", 0, frame))
 
     def send(self, document: str, build: Callable[[SyncSession], bytes]) -> bool:
         """Queue ``build(session)`` for ``document``; False (nothing queued) when the

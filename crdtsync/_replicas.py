@@ -60,6 +60,7 @@ class _Replica:
     log_bytes: int = 0  # their size
     base_bytes: int = 0  # size of the last snapshot: compaction waits for a log worth a quarter
     compaction_due: bool = False
+    resume_state: bytes | None = None  # state vector when its Resume went out (this link)
 
 
 class ReplicaHost:

@@ -40,6 +40,7 @@ from pycrdt import Doc, get_update
 
 from ._commit import CommitListener, GroupCommit, RelayObserver, RelayStats
 from ._connection import RelayConnection
+from ._digest import state_digest
 from ._relay_ops import RelayConfig, RelayOperations, blob_key, split_name
 from ._rooms import Room, RoomTable, Write
 from ._updates import apply_update, holds_structs
@@ -61,6 +62,8 @@ from .protocol import (
     ConnectionFailed,
     DocumentClosed,
     Event,
+    ResumeEntry,
+    ResumeRequested,
     Role,
     SubmissionReceived,
     SyncRequested,
@@ -297,6 +300,8 @@ class Relay(RelayOperations):
                 await self._put_blob(connection, name, sha, size, at, data)
             case BlobQueried(document=name, sha256=sha, size=size):
                 await self._query_blob(connection, name, sha, size)
+            case ResumeRequested(entries=entries):
+                await self._resume(connection, entries)
             case _:
                 pass  # Acks, errors and statuses are refused by the session table for the relay.
 
@@ -313,17 +318,39 @@ class Relay(RelayOperations):
         if write:
             connection.writable.add(name)
 
-    async def _open(self, connection: RelayConnection, name: str, sv: bytes | None) -> None:
+    async def _join(self, connection: RelayConnection, name: str) -> Room:
         await self._authorize(connection, name, write=False)
         room = await self._rooms.load(connection.principal.namespace + name)
         room.peers[connection] = name
         connection.rooms[name] = room
         room.last_active = time.monotonic()
         self.stats.rooms_loaded = len(self._rooms)
+        return room
+
+    async def _open(self, connection: RelayConnection, name: str, sv: bytes | None) -> None:
+        room = await self._join(connection, name)
         if sv is not None:
             self._send_sync(connection, name, room, sv)
         else:  # y-websocket: the server speaks first with its state vector
             connection.send(connection.session.send_step1(name, room.doc.get_state()))
+
+    async def _resume(self, connection: RelayConnection, entries: tuple[ResumeEntry, ...]) -> None:
+        """A device opened many documents at once: join each, and name those whose digest
+        differs from the relay's (they sync in full); the others are in sync, and their
+        newest outbox sequence is acknowledged once everything before it is committed."""
+        stale: list[int] = []
+        for index, entry in enumerate(entries):
+            try:
+                room = await self._join(connection, entry.document)
+            except Forbidden as exc:
+                self._refuse_document(connection, exc)
+                continue
+            if state_digest(room.doc) != entry.digest:
+                stale.append(index)
+            elif entry.seq:
+                self._commits.put(Write(room, None, connection, entry.seq))
+        self.stats.resumed += len(entries) - len(stale)
+        connection.send(connection.session.send_resumed(stale))
 
     async def _room_of(self, connection: RelayConnection, name: str) -> Room:
         room = connection.rooms.get(name)

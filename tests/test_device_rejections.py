@@ -12,7 +12,15 @@ from pycrdt import Doc, Map
 
 from crdtsync import Channel, Device, ErrorCode, memory_channel_pair
 from crdtsync._updates import is_panic
-from crdtsync.protocol import Push, Role, SyncSession, SyncStep1, decode_frame, encode_frame
+from crdtsync.protocol import (
+    Push,
+    Resume,
+    Role,
+    SyncSession,
+    SyncStep1,
+    decode_frame,
+    encode_frame,
+)
 
 from .apps import MapRules
 from .device_harness import FAST, TIMEOUT, Network, network
@@ -176,9 +184,13 @@ async def test_an_update_from_the_relay_that_makes_pycrdt_panic_rebuilds_the_rep
             return decode_frame(await relay_end.recv()).message
 
     async with Device(tmp_path / "a.db", connect, documents=[DOC], backoff=FAST) as device:
-        hello = await next_message()
-        assert isinstance(hello, SyncStep1)
-        relay.receive_frame(encode_frame(DOC, hello))
+        hello = await next_message()  # a reconnecting device resumes all at once...
+        assert isinstance(hello, Resume)
+        relay.receive_frame(encode_frame("", hello))
+        await relay_end.send(relay.send_resumed([0]))  # ...and this one differs: in full
+        step1 = await next_message()
+        assert isinstance(step1, SyncStep1)
+        relay.receive_frame(encode_frame(DOC, step1))
         await relay_end.send(relay.send_step2(DOC, base.get_update()))
         await relay_end.send(relay.send_step1(DOC, base.get_state()))
         await device.wait_for(lambda s: s.in_sync, TIMEOUT)

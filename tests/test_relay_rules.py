@@ -21,12 +21,15 @@ from crdtsync import (
     Relay,
     SQLiteStore,
 )
+from crdtsync._digest import state_digest
 from crdtsync.protocol import (
     AckReceived,
     BlobState,
     BlobStatusReceived,
     DocumentClosed,
     ErrorReceived,
+    ResumeAnswered,
+    ResumeEntry,
     SubmissionAnswered,
     UpdateReceived,
 )
@@ -359,3 +362,27 @@ async def test_without_an_application_submissions_are_refused() -> None:
         await device.open()
         await device.send_raw(device.session.send_submit(DOC, "k", 0, "{}"))
         assert (await submission_answer(device))["status"] == "rejected"
+
+
+# -- resuming --------------------------------------------------------------------------------------
+
+
+async def test_a_resume_answers_in_sync_stale_and_refused_documents() -> None:
+    async with running(MemoryStore(), application=Rules()) as h:
+        writer = h.connect(principal=OFFICE)
+        await writer.open("wo-same")
+        held: Doc[Any] = Doc()
+        await writer.push_all("wo-same", [map_update("open", "a", 1, held)])
+        device = h.connect(principal=DEVICE)
+        entries = [
+            ResumeEntry("wo-same", state_digest(held), 5),  # in sync, with outbox seq 5
+            ResumeEntry("wo-other", state_digest(Doc()) + b"x", 0),  # differs
+            ResumeEntry("secret/1", state_digest(Doc()), 0),  # refused
+        ]
+        await device.send_raw(device.session.resume(entries))
+        events = await device.recv_events(lambda e: isinstance(e, AckReceived))
+    answered = [(e.document, e.in_sync) for e in events if isinstance(e, ResumeAnswered)]
+    assert answered == [("wo-same", True), ("wo-other", False)]
+    assert errors(events) == [("secret/1", ErrorCode.FORBIDDEN)]
+    assert [e.seq for e in events if isinstance(e, AckReceived)] == [5]  # after the commit
+    assert not any(isinstance(e, UpdateReceived) for e in events)  # no content for wo-same

@@ -4,6 +4,25 @@ Nothing here imports asyncio or any I/O library; tests drive it with bytes.
 """
 
 from .codec import Reader, write_var_bytes, write_var_string, write_var_uint
+from .events import (
+    AckReceived,
+    AwarenessReceived,
+    BlobChunkReceived,
+    BlobQueried,
+    BlobStatusReceived,
+    ConnectionFailed,
+    DocumentClosed,
+    ErrorReceived,
+    Event,
+    ResumeAnswered,
+    ResumeRequested,
+    StatusReceived,
+    SubmissionAnswered,
+    SubmissionReceived,
+    Synced,
+    SyncRequested,
+    UpdateReceived,
+)
 from .messages import (
     Ack,
     Awareness,
@@ -18,6 +37,9 @@ from .messages import (
     MessageType,
     Push,
     QueryAwareness,
+    Resume,
+    Resumed,
+    ResumeEntry,
     Submit,
     SubmitResult,
     SyncStatus,
@@ -30,28 +52,7 @@ from .messages import (
     encode_frame,
     encode_message,
 )
-from .session import (
-    TRANSITIONS,
-    AckReceived,
-    AwarenessReceived,
-    BlobChunkReceived,
-    BlobQueried,
-    BlobStatusReceived,
-    ConnectionFailed,
-    DocState,
-    DocumentClosed,
-    ErrorReceived,
-    Event,
-    Role,
-    StatusReceived,
-    SubmissionAnswered,
-    SubmissionReceived,
-    Synced,
-    SyncRequested,
-    SyncSession,
-    UpdateReceived,
-    validate_document_name,
-)
+from .session import TRANSITIONS, DocState, Role, SyncSession, validate_document_name
 
 __all__ = [
     "TRANSITIONS",
@@ -79,6 +80,11 @@ __all__ = [
     "Push",
     "QueryAwareness",
     "Reader",
+    "Resume",
+    "ResumeAnswered",
+    "ResumeEntry",
+    "ResumeRequested",
+    "Resumed",
     "Role",
     "StatusReceived",
     "Submit",

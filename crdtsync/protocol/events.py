@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..exceptions import ErrorCode, ProtocolError
+from .messages import ResumeEntry
 
 __all__ = [
     "AckReceived",
@@ -20,6 +21,8 @@ __all__ = [
     "DocumentClosed",
     "ErrorReceived",
     "Event",
+    "ResumeAnswered",
+    "ResumeRequested",
     "StatusReceived",
     "SubmissionAnswered",
     "SubmissionReceived",
@@ -140,6 +143,24 @@ class BlobStatusReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumeRequested:
+    """Relay side: a device opened these documents at once (each is now OPEN); answer with
+    the indexes of the entries whose digest differs from the relay's state (Resumed)."""
+
+    entries: tuple[ResumeEntry, ...]
+    document: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeAnswered:
+    """Device side: the relay answered a resumed document. ``in_sync``: both hold the same
+    state (the document is OPEN and synced, edits may go); otherwise send SyncStep1."""
+
+    document: str
+    in_sync: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionFailed:
     """The peer broke the protocol: send ``data`` then close with ``error.close_code``."""
 
@@ -161,5 +182,7 @@ Event = (
     | BlobChunkReceived
     | BlobQueried
     | BlobStatusReceived
+    | ResumeRequested
+    | ResumeAnswered
     | ConnectionFailed
 )

@@ -26,9 +26,14 @@ type  message          payload
 105   BlobPut          var-string sha256, var-uint size, var-uint offset, var-bytes chunk
 106   BlobQuery        var-string sha256, var-uint size (device → relay: how much is there?)
 107   BlobStatus       var-string sha256, var-uint bytes held, var-uint state (relay → device)
+108   Resume           var-uint n; each: var-string doc, var-bytes digest, var-uint seq
+109   Resumed          var-uint n; each: var-uint index of an entry to sync in full
 ====  ===============  ==============================================================
 
-Blob messages are addressed to the document that references the blob (access
+Resume and Resumed are connection-level (addressed to the document ``""``): a
+device coming back opens many documents at once with a digest of each one's
+state, and the relay names those that differ; the rest are in sync without a
+byte more. Blob messages are addressed to the document that references the blob (access
 rules are per document); a sha256 is 64 lowercase hex digits. Submission keys
 are 1 to 128 characters of ``[A-Za-z0-9._:-]``.
 
@@ -59,6 +64,9 @@ __all__ = [
     "MessageType",
     "Push",
     "QueryAwareness",
+    "Resume",
+    "ResumeEntry",
+    "Resumed",
     "Submit",
     "SubmitResult",
     "SyncStatus",
@@ -89,6 +97,8 @@ class MessageType(IntEnum):
     BLOB_PUT = 105
     BLOB_QUERY = 106
     BLOB_STATUS = 107
+    RESUME = 108
+    RESUMED = 109
 
 
 class BlobState(IntEnum):
@@ -235,6 +245,31 @@ class BlobStatus:
             return self.state
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeEntry:
+    """One document of a Resume: its name, the digest of the device's state of it, and
+    its newest outbox sequence (0: nothing pending)."""
+
+    document: str
+    digest: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Open many documents at once: those whose digest matches the relay's are in sync."""
+
+    entries: tuple[ResumeEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """The relay's answer to the oldest unanswered Resume: the indexes of its entries that
+    must sync in full (SyncStep1 from the device). Every other entry is in sync."""
+
+    stale: tuple[int, ...]
+
+
 Message = (
     SyncStep1
     | SyncStep2
@@ -251,6 +286,8 @@ Message = (
     | BlobPut
     | BlobQuery
     | BlobStatus
+    | Resume
+    | Resumed
 )
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -314,6 +351,17 @@ def encode_message(message: Message) -> bytes:
             )
         case BlobQuery(sha256=sha, size=size):
             return bytes((MessageType.BLOB_QUERY,)) + write_var_string(sha) + write_var_uint(size)
+        case Resume(entries=entries):
+            out = bytearray((MessageType.RESUME,))
+            out += write_var_uint(len(entries))
+            for entry in entries:
+                out += write_var_string(entry.document)
+                out += write_var_bytes(entry.digest)
+                out += write_var_uint(entry.seq)
+            return bytes(out)
+        case Resumed(stale=stale):
+            indexes = b"".join(write_var_uint(index) for index in stale)
+            return bytes((MessageType.RESUMED,)) + write_var_uint(len(stale)) + indexes
         case BlobStatus(sha256=sha, have=have, state=state):
             return (
                 bytes((MessageType.BLOB_STATUS,))
@@ -368,12 +416,33 @@ def _read_message(reader: Reader) -> Message:
             raise DecodeError(f"blob chunk ends at {offset + len(message.data)}, past size {size}")
     elif kind == MessageType.BLOB_QUERY:
         message = BlobQuery(_read_sha(reader), reader.read_var_uint())
+    elif kind == MessageType.RESUME:
+        message = Resume(tuple(_read_entry(reader) for _ in range(_read_count(reader))))
+    elif kind == MessageType.RESUMED:
+        message = Resumed(tuple(reader.read_var_uint() for _ in range(_read_count(reader))))
     elif kind == MessageType.BLOB_STATUS:
         message = BlobStatus(_read_sha(reader), reader.read_var_uint(), reader.read_var_uint())
     else:
         raise DecodeError(f"unknown message type {kind}")
     reader.finish()
     return message
+
+
+def _read_count(reader: Reader) -> int:
+    """A count of items that follow (each takes a byte at least): more than the bytes left
+    is malformed."""
+    count = reader.read_var_uint()
+    if count > reader.remaining:
+        raise DecodeError(f"count {count} exceeds the {reader.remaining} bytes left")
+    return count
+
+
+def _read_entry(reader: Reader) -> ResumeEntry:
+    document = reader.read_var_string()
+    digest = reader.read_var_bytes()
+    if len(digest) > 64:
+        raise DecodeError(f"a resume digest of {len(digest)} bytes (64 at most)")
+    return ResumeEntry(document, digest, reader.read_var_uint())
 
 
 def _read_sha(reader: Reader) -> str:

@@ -26,9 +26,11 @@ Invariants:
 from __future__ import annotations
 
 import re
+from collections import deque
 from enum import Enum
 
 from ..exceptions import (
+    DecodeError,
     ErrorCode,
     FrameTooLarge,
     InvalidDocumentName,
@@ -46,6 +48,8 @@ from .events import (
     DocumentClosed,
     ErrorReceived,
     Event,
+    ResumeAnswered,
+    ResumeRequested,
     StatusReceived,
     SubmissionAnswered,
     SubmissionReceived,
@@ -64,6 +68,9 @@ from .messages import (
     Message,
     Push,
     QueryAwareness,
+    Resume,
+    Resumed,
+    ResumeEntry,
     Submit,
     SubmitResult,
     SyncStatus,
@@ -87,6 +94,8 @@ __all__ = [
     "DocumentClosed",
     "ErrorReceived",
     "Event",
+    "ResumeAnswered",
+    "ResumeRequested",
     "Role",
     "StatusReceived",
     "SubmissionAnswered",
@@ -193,6 +202,7 @@ class SyncSession:
         # Documents this side closed: the peer may still send for them until it reads the
         # Close, so what arrives for them (but a new SyncStep1) is dropped, not refused.
         self._closed_here: set[str] = set()
+        self._resuming: deque[list[str]] = deque()  # device: Resume batches not answered yet
         self.failure: ProtocolError | None = None
         if self.single_document is not None and role is Role.RELAY:
             # A y-websocket connection is its document: open from the first byte, so the
@@ -227,6 +237,8 @@ class SyncSession:
         else:
             frame = decode_frame(data)
             document, message = frame.document, frame.message
+            if isinstance(message, Resume | Resumed):
+                return self._connection_level(document, message)
             if not (isinstance(message, Error) and document == ""):
                 validate_document_name(document)
         self._check_update_size(document, message)
@@ -246,6 +258,49 @@ class SyncSession:
             self._check_capacity(document)
         self._set_state(document, after)
         return self._events(document, message, before)
+
+    def _connection_level(self, document: str, message: Resume | Resumed) -> list[Event]:
+        """Resume (relay) opens many documents at once; Resumed (device) answers the oldest
+        unanswered Resume. Both travel on the document ``""`` of a native connection."""
+        wanted = Role.RELAY if isinstance(message, Resume) else Role.DEVICE
+        if document or self.role is not wanted:
+            raise UnexpectedMessage(
+                f"{self.role.value} cannot receive {type(message).__name__} "
+                f"addressed to {document!r}",
+                document=document[:256],
+            )
+        if isinstance(message, Resume):
+            for entry in message.entries:
+                self._open_resumed(entry.document)
+            return [ResumeRequested(message.entries)]
+        if not self._resuming:
+            raise UnexpectedMessage("device received Resumed without an unanswered Resume")
+        batch = self._resuming.popleft()
+        if any(index >= len(batch) for index in message.stale):
+            raise DecodeError(f"a Resumed index beyond the {len(batch)} entries it answers")
+        stale = {batch[index] for index in message.stale}
+        events: list[Event] = []
+        for name in batch:
+            if self.state(name) is not DocState.OPENING:
+                continue  # closed meanwhile (the relay refused it)
+            if name in stale:
+                events.append(ResumeAnswered(name, in_sync=False))
+            else:
+                self._set_state(name, DocState.OPEN)
+                events += [Synced(name), ResumeAnswered(name, in_sync=True)]
+        return events
+
+    def _open_resumed(self, document: str) -> None:
+        validate_document_name(document)
+        if self.state(document) is not DocState.CLOSED:
+            raise UnexpectedMessage(
+                f"relay cannot receive Resume for document {document!r} "
+                f"in state {self.state(document).value}",
+                document=document,
+            )
+        self._closed_here.discard(document)
+        self._check_capacity(document)
+        self._set_state(document, DocState.OPEN)
 
     def _check_update_size(self, document: str, message: Message) -> None:
         size = 0
@@ -336,6 +391,25 @@ class SyncSession:
             self._require(document, DocState.CLOSED, what="SyncStep1 (open)")
             self._set_state(document, DocState.OPENING)
         return self._encode(document, SyncStep1(state_vector))
+
+    def resume(self, entries: list[ResumeEntry]) -> bytes:
+        """Device: open every entry's document at once (each must be CLOSED; each becomes
+        OPENING until the relay's Resumed answers, see :class:`ResumeAnswered`)."""
+        if self.role is not Role.DEVICE or self.single_document is not None:
+            raise UnexpectedMessage("only a device on a native connection sends Resume")
+        for entry in entries:
+            validate_document_name(entry.document)
+            self._require(entry.document, DocState.CLOSED, what="Resume")
+        for entry in entries:
+            self._set_state(entry.document, DocState.OPENING)
+        self._resuming.append([entry.document for entry in entries])
+        return encode_frame("", Resume(tuple(entries)))
+
+    def send_resumed(self, stale: list[int]) -> bytes:
+        """Relay: answer the Resume it received last (indexes of entries to sync in full)."""
+        if self.role is not Role.RELAY:
+            raise UnexpectedMessage("only the relay sends Resumed")
+        return encode_frame("", Resumed(tuple(stale)))
 
     def send_step1(self, document: str, state_vector: bytes) -> bytes:
         """Send our state vector for an open document (asks the peer for what we lack)."""

@@ -24,6 +24,9 @@ from crdtsync.protocol.messages import (
     MessageType,
     Push,
     QueryAwareness,
+    Resume,
+    Resumed,
+    ResumeEntry,
     Submit,
     SubmitResult,
     SyncStatus,
@@ -71,6 +74,14 @@ STRATEGIES: dict[type, st.SearchStrategy[Message]] = {
     ),
     BlobQuery: st.builds(BlobQuery, shas, uint64),
     BlobStatus: st.builds(BlobStatus, shas, uint64, small_uint),
+    Resume: st.builds(
+        lambda entries: Resume(tuple(entries)),
+        st.lists(
+            st.builds(ResumeEntry, st.text(max_size=20), st.binary(max_size=16), uint64),
+            max_size=5,
+        ),
+    ),
+    Resumed: st.builds(lambda stale: Resumed(tuple(stale)), st.lists(uint64, max_size=5)),
 }
 messages = st.one_of(*STRATEGIES.values())
 documents = st.text(max_size=40)
@@ -93,6 +104,8 @@ SAMPLES: list[Message] = [
     BlobPut(SHA, 1000, 200, b"chunk"),
     BlobQuery(SHA, 2**20),
     BlobStatus(SHA, 700, 0),
+    Resume((ResumeEntry("wo/1", b"\x01" * 16, 0), ResumeEntry("wo/2", b"\x02" * 16, 300))),
+    Resumed((0, 129)),
 ]
 
 #: The exact y-websocket-framed bytes of each message.
@@ -114,9 +127,11 @@ KNOWN: list[tuple[Message, bytes]] = [
     (BlobPut(SHA, 3, 1, b"xy"), b"\x69\x40" + SHA.encode() + b"\x03\x01\x02xy"),
     (BlobQuery(SHA, 3), b"\x6a\x40" + SHA.encode() + b"\x03"),
     (BlobStatus(SHA, 3, 1), b"\x6b\x40" + SHA.encode() + b"\x03\x01"),
+    (Resume((ResumeEntry("a", b"\xff", 2),)), b"\x6c\x01\x01a\x01\xff\x02"),
+    (Resumed((1, 3)), b"\x6d\x02\x01\x03"),
 ]
 
-SUPPORTED_TYPES = {0, 1, 3, 7, 8, 100, 101, 102, 103, 104, 105, 106, 107}
+SUPPORTED_TYPES = {0, 1, 3, 7, 8, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109}
 
 
 def _ids(value: object) -> str:
@@ -484,5 +499,18 @@ def test_decode_frame_on_mutated_frames(data: bytes) -> None:
     ],
 )
 def test_malformed_submission_and_blob_fields_are_decode_errors(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_message(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x6c\x05\x01a\x00\x00",  # five entries announced, one present
+        b"\x6c\x01\x01a\x41" + b"\x00" * 65 + b"\x00",  # a digest above 64 bytes
+        b"\x6d\x03\x01",  # three indexes announced, one present
+    ],
+)
+def test_malformed_resume_messages_are_decode_errors(body: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_message(body)

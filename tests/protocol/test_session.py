@@ -31,6 +31,9 @@ from crdtsync.protocol.messages import (
     Message,
     Push,
     QueryAwareness,
+    Resume,
+    Resumed,
+    ResumeEntry,
     Submit,
     SubmitResult,
     SyncStatus,
@@ -51,6 +54,8 @@ from crdtsync.protocol.session import (
     DocumentClosed,
     ErrorReceived,
     Event,
+    ResumeAnswered,
+    ResumeRequested,
     Role,
     StatusReceived,
     Synced,
@@ -633,8 +638,12 @@ def test_single_document_device_framing() -> None:
 # -- the transition table ----------------------------------------------------------------------
 
 
+#: Messages of the connection itself (the document ""), outside the per-document table.
+CONNECTION_LEVEL = {Resume, Resumed}
+
+
 def test_instances_cover_every_message_class() -> None:
-    assert set(INSTANCES) == set(typing.get_args(Message))
+    assert set(INSTANCES) | CONNECTION_LEVEL == set(typing.get_args(Message))
     assert all(type(message) is cls for cls, message in INSTANCES.items())
 
 
@@ -760,3 +769,69 @@ def test_frames_in_flight_for_a_document_the_relay_closed_are_dropped_until_it_r
     assert relay.receive_frame(frame(Push(2, b"\x00\x00")))[0] == UpdateReceived(
         DOC, b"\x00\x00", 2
     )
+
+
+# -- resuming many documents at once --------------------------------------------------------------
+
+
+def test_resume_opens_documents_and_resumed_settles_each_one() -> None:
+    device, relay = SyncSession(Role.DEVICE), SyncSession(Role.RELAY)
+    entries = [ResumeEntry(f"wo/{i}", bytes([i]) * 16, i) for i in range(3)]
+    frame_out = device.resume(entries)
+    assert [device.state(e.document) for e in entries] == [DocState.OPENING] * 3
+    [requested] = relay.receive_frame(frame_out)
+    assert requested == ResumeRequested(tuple(entries))
+    assert [relay.state(e.document) for e in entries] == [DocState.OPEN] * 3
+    events = device.receive_frame(relay.send_resumed([1]))
+    assert events == [
+        Synced("wo/0"),
+        ResumeAnswered("wo/0", in_sync=True),
+        ResumeAnswered("wo/1", in_sync=False),
+        Synced("wo/2"),
+        ResumeAnswered("wo/2", in_sync=True),
+    ]
+    assert device.state("wo/1") is DocState.OPENING  # it now sends SyncStep1
+    device.send_step1("wo/1", b"\x00")
+    assert device.state("wo/0") is DocState.OPEN
+
+
+def test_resumed_skips_documents_the_relay_closed_meanwhile() -> None:
+    device = SyncSession(Role.DEVICE)
+    device.resume([ResumeEntry("wo/1", b"d", 0), ResumeEntry("wo/2", b"d", 0)])
+    device.receive_frame(encode_frame("wo/2", Close(4403, "refused")))
+    events = device.receive_frame(encode_frame("", Resumed(())))
+    assert events == [Synced("wo/1"), ResumeAnswered("wo/1", in_sync=True)]
+
+
+@pytest.mark.parametrize(
+    ("role", "message", "document"),
+    [
+        (Role.DEVICE, Resume(()), ""),  # only the relay receives Resume
+        (Role.RELAY, Resumed(()), ""),  # only the device receives Resumed
+        (Role.RELAY, Resume(()), DOC),  # connection-level only
+        (Role.DEVICE, Resumed(()), ""),  # no Resume to answer
+    ],
+)
+def test_resume_messages_out_of_place_are_refused(
+    role: Role, message: Message, document: str
+) -> None:
+    failed = only_failure(SyncSession(role).receive_frame(encode_frame(document, message)))
+    assert isinstance(failed.error, UnexpectedMessage)
+
+
+def test_a_resume_for_an_open_document_or_past_capacity_is_refused() -> None:
+    relay = SyncSession(Role.RELAY, max_documents=2)
+    relay.receive_frame(frame(SyncStep1(b"\x00")))
+    again = only_failure(relay.receive_frame(encode_frame("", Resume((ResumeEntry(DOC, b"", 0),)))))
+    assert isinstance(again.error, UnexpectedMessage)
+    relay = SyncSession(Role.RELAY, max_documents=2)
+    entries = tuple(ResumeEntry(f"wo/{i}", b"", 0) for i in range(3))
+    too_many = only_failure(relay.receive_frame(encode_frame("", Resume(entries))))
+    assert too_many.error.code is ErrorCode.TOO_MANY_DOCUMENTS
+
+
+def test_a_resumed_index_beyond_its_batch_is_a_decode_error() -> None:
+    device = SyncSession(Role.DEVICE)
+    device.resume([ResumeEntry("wo/1", b"d", 0)])
+    failed = only_failure(device.receive_frame(encode_frame("", Resumed((1,)))))
+    assert failed.error.code is ErrorCode.MALFORMED_FRAME
