@@ -6,8 +6,11 @@ in an order that depends on hash maps, and may split one run of deletions
 into several ranges, so the digest is taken over a canonical form: clients
 sorted, delete ranges sorted and merged. Two replicas with the same structs
 and deletions get the same digest whatever order their updates came in; a
-replica that lacks anything, or has anything more, gets another one (a
-128-bit BLAKE2b digest: a collision is not a practical concern).
+replica that lacks anything, or has anything more, gets another one. The
+digest is 64 bits of BLAKE2b: two different states of one document collide
+with a chance of about 1 in 2**64 per comparison (a collision would make a
+resume skip that document until its next change), and a device resuming 500
+documents sends 4 KB of digests rather than 8.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .protocol import Reader, write_var_uint
 
 __all__ = ["DIGEST_SIZE", "state_digest"]
 
-DIGEST_SIZE = 16
+DIGEST_SIZE = 8
 
 
 def state_digest(doc: Doc[Any]) -> bytes:
