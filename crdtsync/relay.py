@@ -77,6 +77,8 @@ __all__ = ["Relay", "RelayConfig", "RelayObserver", "RelayStats", "blob_key", "s
 
 log = logging.getLogger("crdtsync.relay")
 
+_FAIR_SLICE = 0.005  # seconds a connection's reader runs at most before it lets others run
+
 _EMPTY_UPDATE = b"\x00\x00"
 
 
@@ -202,6 +204,8 @@ class Relay(RelayOperations):
                 room.last_active = time.monotonic()
 
     async def _read_loop(self, connection: RelayConnection) -> None:
+        loop = asyncio.get_running_loop()
+        ran_others = loop.time()
         while not connection.closing:
             try:
                 data = await connection.channel.recv()
@@ -211,6 +215,14 @@ class Relay(RelayOperations):
                 if connection.closing:
                     return
                 await self._guarded(connection, self._handle(connection, event))
+            # A channel with frames waiting returns them without suspending: now and then
+            # let the commit loop and the other connections run, or a busy peer would hold
+            # back everyone's commits (and acks) until its buffer is empty. Not after every
+            # frame: what piles up meanwhile is committed, and fanned out, in fewer batches.
+            now = loop.time()
+            if now - ran_others >= _FAIR_SLICE:
+                await asyncio.sleep(0)
+                ran_others = now
 
     async def _guarded(self, connection: RelayConnection, handling: Any) -> None:
         """Run one event's handling; turn what it raises into the peer's error."""
