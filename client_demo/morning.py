@@ -180,7 +180,13 @@ async def restart_with_unsent(cast: Cast) -> None:
 
 
 async def reassign_offline(cast: Cast) -> None:
-    """1006: the office moves it from chris (offline) to anna."""
+    """1006: chris, still offline, prepares it; meanwhile the office moves it to anna."""
+    chris, wo = cast.techs["chris"], cast.wo("1006")
+    chris.note(wo, "Filters for the airco are in the van; parts list attached.")
+    article, description = cast.material()
+    chris.use_material(wo, article, 1, description)
+    cast.log.add("chris", "1006 prepared offline: a note and the parts he set aside")
+    await cast.pace.pause(0.5)
     await cast.patch("1006", {"planning": {"technician": cast.tech_ids["anna"]}})
     cast.log.add("office", "1006 moved from chris (offline) to anna: chris runs late")
     await cast.pace.pause()
@@ -236,20 +242,30 @@ def _merged_1003(cast: Cast, anna: Technician) -> bool:
 
 
 async def chris_back(cast: Cast) -> None:
-    """Chris gets signal: his unsent changes go out, 1006 is withdrawn on his tablet."""
-    chris = cast.techs["chris"]
+    """Chris gets signal: his unsent changes go out, also those to 1006, which was released
+    from him meanwhile: his tablet takes no new edits for it."""
+    chris, wo = cast.techs["chris"], cast.wo("1006")
     chris.go_online()
     cast.log.add("chris", "signal again")
-    withdrawn = f"wo/{cast.wo('1006')}"
     took = await chris.wait_synced()
     await until(
-        lambda: withdrawn in (chris.field.device.status.withdrawn),
-        "1006 withdrawn",
+        lambda: _released(chris, wo),
+        "1006 released on chris's tablet",
         cast.pace.timeout,
     )
     unsent = cast.facts.get("unsent_at_restart", 0)
     cast.log.add(
         "chris", f"the {unsent} changes made before the restart synced in {took:.1f} s", "good"
     )
-    cast.log.add("chris", "1006 withdrawn: his copy stays on the tablet, no longer synced")
+    cast.log.add(
+        "chris",
+        "1006 was reassigned while he was offline: his preparation went to anna's copy; "
+        "the tablet takes no new edits for it",
+        "good",
+    )
     await cast.pace.pause()
+
+
+def _released(tech: Technician, wo: str) -> bool:
+    assignment = tech.field.planning().workorders.get(wo)
+    return assignment is not None and assignment.released

@@ -12,11 +12,12 @@ and does one thing the issue asks the demo to show:
 10:00       two technicians (a crew) and the office editing the same work
             order at once: both offline, the office patches it (1003)
 10:40       a device restarted while it still had unsent changes (1005)
-11:00       a work order reassigned while its technician is offline (1006)
+11:00       a work order reassigned while its technician, offline, had
+            already started on it (1006)
 12:00       back online: the answer to the queued sending is lost in a
             dropped connection once, the device asks again with the same key
-13:00       the restarted device delivers its edits; the reassigned work
-            order is withdrawn there and arrives at the new technician
+13:00       the restarted device delivers its edits, also those to the
+            reassigned work order, which now takes no new edits there
 13:30       the relay SIGKILLed while the devices write, and restarted on
             the same port and file; devices reconnect by themselves
 15:00       everyone finishes on a flaky network (delays, dropped connections)

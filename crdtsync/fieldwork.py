@@ -62,7 +62,8 @@ class AssignedWorkOrder(NamedTuple):
 
 
 def assigned_documents(doc: Doc[Any]) -> list[str]:
-    """The work-order documents a planning document lists, by planned date."""
+    """The work-order documents a planning document lists, by planned date (released ones
+    too: changes made to them before the release still go out)."""
     planning, _ = Planning.from_doc(doc)
     return [workorder_document(wo_id) for wo_id in planning.sorted_ids()]
 
@@ -159,8 +160,13 @@ class FieldDevice:
 
     def editor(self, wo_id: str) -> WorkOrderEditor:
         """An editor of work order ``wo_id`` as this technician's device, with the policy in
-        force for them. DeviceError if the device does not hold the work order."""
+        force for them. DeviceError if the device does not hold the work order;
+        WorkOrderLocked (status ``released``) if it was taken from the technician: what
+        they changed before still syncs, nothing new is made."""
         doc = self.device.doc(workorder_document(wo_id))
+        assignment = self.planning().workorders.get(wo_id)
+        if assignment is not None and assignment.released:
+            raise WorkOrderLocked("released", "it was reassigned")
         return WorkOrderEditor(
             doc,
             actor=self.technician,
@@ -213,6 +219,9 @@ class FieldDevice:
         earlier = self.sent_state(wo_id)
         if earlier is not None and not earlier.final:
             return earlier.key
+        assignment = self.planning().workorders.get(wo_id)
+        if assignment is not None and assignment.released:
+            raise WorkOrderLocked("released", "send")
         workorder, _ = WorkOrder.from_doc(doc)
         if workorder.locked:
             raise WorkOrderLocked(workorder.status.value, "send")

@@ -11,7 +11,10 @@ Access, per principal of a tenant:
 * device (a technician): ``settings`` (read-only), its own ``planning/{tech}``
   (read-only), and the work orders that planning lists; never ``office/*``.
   Taking a work order off a planning closes it at once on the technician's open
-  connections (the relay's ``withdraw``).
+  connections (the relay's ``withdraw``). A work order *released* from a
+  planning (reassigned) stays reachable for ``release_retention`` (a week by
+  default), so that a device that was offline can still send the changes it
+  made before; the device itself makes no new ones to it.
 
 Field rules: every update to a ``wo/*`` document is checked by
 :func:`~crdtsync.workorder.check_changes` for the sender's role, a device's
@@ -38,8 +41,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
@@ -119,9 +122,16 @@ class _Watch:
 class FieldService:
     """Work-order rules for a relay. One instance per relay; state is per tenant."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        release_retention: timedelta = timedelta(days=7),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.release_retention = release_retention
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._relay: Relay | None = None
-        self._assigned: dict[tuple[str, str], frozenset[str]] = {}
+        self._plannings: dict[tuple[str, str], Planning] = {}
         self._settings: dict[str, Doc[Any]] = {}
         self._sending: dict[str, asyncio.Lock] = {}
 
@@ -158,13 +168,19 @@ class FieldService:
             return
         raise Forbidden(f"{document} is not on the planning of {technician}", document=document)
 
-    async def assigned(self, principal: Principal) -> frozenset[str]:
-        """The work-order ids on the planning of ``principal``'s technician."""
+    async def assigned(self, principal: Principal, *, released: bool = True) -> frozenset[str]:
+        """The work-order ids ``principal``'s technician may reach now: those on their
+        planning, and (unless ``released`` is False) released ones until their retention
+        ends."""
         key = (principal.tenant, principal.subject)
-        if key not in self._assigned:
+        if key not in self._plannings:
             doc = await self.relay.read(planning_document(principal.subject), tenant=key[0])
-            self._assigned.setdefault(key, _planned(doc))
-        return self._assigned[key]
+            self._plannings.setdefault(key, Planning.from_doc(doc)[0])
+        planning = self._plannings[key]
+        return self._reachable(planning) if released else frozenset(planning.active_ids())
+
+    def _reachable(self, planning: Planning) -> frozenset[str]:
+        return planning.current_ids(self._clock(), self.release_retention)
 
     async def _load_settings(self, tenant: str) -> Doc[Any]:
         if tenant not in self._settings:
@@ -188,12 +204,17 @@ class FieldService:
                 copy.apply_update(live.get_update())
                 self._settings[tenant] = copy
             elif kind is DocumentKind.PLANNING and ident is not None:
-                self._planning_changed(tenant, ident, _planned(live))
+                self._planning_changed(tenant, ident, Planning.from_doc(live)[0])
 
-    def _planning_changed(self, tenant: str, technician: str, now: frozenset[str]) -> None:
-        before = self._assigned.get((tenant, technician))
-        self._assigned[(tenant, technician)] = now
-        if before is None or before <= now:
+    def _planning_changed(self, tenant: str, technician: str, planning: Planning) -> None:
+        previous = self._plannings.get((tenant, technician))
+        self._plannings[(tenant, technician)] = planning
+        if previous is None:
+            return
+        # Everything the planning listed before that is not reachable now goes (also a
+        # release whose retention ended meanwhile).
+        before, now = frozenset(previous.workorders), self._reachable(planning)
+        if before <= now:
             return
         gone = {workorder_document(ident) for ident in before - now}
 
@@ -343,11 +364,6 @@ class FieldService:
             WorkOrderEditor(doc, actor="relay", role=Role.RELAY).mark_sent(submission_id)
 
         await self.relay.edit(document, mark, tenant=principal.tenant)
-
-
-def _planned(doc: Doc[Any]) -> frozenset[str]:
-    planning, _ = Planning.from_doc(doc)
-    return frozenset(planning.workorders)
 
 
 def _claimed_version(body: str) -> int | None:

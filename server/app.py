@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import JSONResponse
@@ -101,7 +102,8 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = FieldService()
+        retention = timedelta(days=settings.release_retention_days)
+        service = FieldService(release_retention=retention)
         async with (
             SQLiteStore(settings.db, synchronous=settings.synchronous) as store,
             Office(settings.db, office_config(settings), metrics=metrics) as office,
@@ -113,7 +115,7 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
             app.state.office = office
             app.state.service = service
             app.state.views = views
-            app.state.workorders = OfficeWorkOrders(relay)
+            app.state.workorders = OfficeWorkOrders(relay, release_retention=retention)
             shared = settings.token.get_secret_value() if settings.token else None
             app.state.sync_auth = SyncAuthenticator(office.tenants, shared)
 

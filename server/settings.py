@@ -25,6 +25,9 @@ class RelaySettings(BaseSettings):
     max_update_size: int = Field(8 * 1024 * 1024, ge=1024)
     send_queue_size: int = Field(8192, ge=16)
     idle_eviction_seconds: float = Field(30.0, gt=0)
+    #: How long a technician's devices may still send their changes to a work order that
+    #: was reassigned away from them (they may have been offline when it happened).
+    release_retention_days: float = Field(7.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     #: Changes buffered per live event stream before a slow client is dropped.

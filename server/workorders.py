@@ -52,9 +52,9 @@ from crdtsync.workorder import (
     create_workorder,
     office_document,
     planning_document,
+    release_workorder,
     schema_of,
     set_memo,
-    unassign_workorder,
     workorder_document,
 )
 
@@ -146,8 +146,11 @@ def _existing(doc: Doc[Any], ident: str) -> WorkOrder:
 class OfficeWorkOrders:
     """Office operations on one relay; ``actor`` strings name who did it in the document."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(
+        self, relay: Relay, *, release_retention: dt.timedelta = dt.timedelta(days=7)
+    ) -> None:
         self.relay = relay
+        self.release_retention = release_retention
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -231,7 +234,10 @@ class OfficeWorkOrders:
         planned_date: dt.date | None,
     ) -> None:
         """Put ``ident`` on the planning of everyone in ``after`` first (the technician and
-        the crew), then take it off the plannings of those in ``before`` only."""
+        the crew), then release it on the plannings of those in ``before`` only: their
+        devices may still send what they changed before they learnt of it (see
+        :func:`~crdtsync.workorder.release_workorder`); releases past the retention go."""
+        drop_before = dt.datetime.now(dt.UTC) - self.release_retention
         for technician in after:
 
             def assign(doc: Doc[Any], technician: str = technician) -> None:
@@ -244,11 +250,11 @@ class OfficeWorkOrders:
             if technician in after:
                 continue
 
-            def unassign(doc: Doc[Any]) -> None:
+            def release(doc: Doc[Any]) -> None:
                 if schema_of(doc) is not None:
-                    unassign_workorder(doc, ident)
+                    release_workorder(doc, ident, drop_before=drop_before)
 
-            await self._edit(tenant, planning_document(technician), unassign)
+            await self._edit(tenant, planning_document(technician), release)
 
     async def _life_cycle(
         self, tenant: str, ident: str, actor: str, operation: str, processed: bool

@@ -36,6 +36,7 @@ from crdtsync.workorder import (
     create_planning,
     create_settings,
     create_workorder,
+    release_workorder,
     unassign_workorder,
 )
 
@@ -51,10 +52,10 @@ NOW = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 
 @asynccontextmanager
 async def field_relay(
-    store: Store | None = None, policy: Policy | None = None
+    store: Store | None = None, policy: Policy | None = None, service: FieldService | None = None
 ) -> AsyncIterator[Harness]:
     """A relay with FieldService, a tenant with settings, and wo/1001 planned for anna."""
-    async with running(store or MemoryStore(), application=FieldService()) as h:
+    async with running(store or MemoryStore(), application=service or FieldService()) as h:
         relay = h.relay
         await relay.edit("settings", lambda doc: create_settings(doc, policy), tenant="acme")
         customer = Party(name="Bakkerij De Vries", city="Utrecht")
@@ -290,3 +291,38 @@ async def test_a_resume_diff_of_deletions_the_relay_already_has_is_not_refused()
         assert deletions_only != b"\x00\x00"  # the delete set comes back every time
         await anna.push_all(WO, [deletions_only], first_seq=3)  # acknowledged, not refused
         assert (await stored_workorder(h)).customer.name == "Bakkerij Jansen"
+
+
+async def test_a_released_work_order_still_takes_the_changes_made_before_until_retention_ends() -> (
+    None
+):
+    now = [NOW]
+    service = FieldService(release_retention=dt.timedelta(days=7), clock=lambda: now[0])
+    async with field_relay(service=service) as h:
+        anna = h.connect(principal=ANNA)
+        replica = await anna.open(WO)
+        offline_edit = device_edit(  # made while anna did not know yet
+            replica,
+            lambda e: e.add_hours(date=NOW.date(), start=NOW, end=NOW + dt.timedelta(hours=1)),
+        )
+        await h.relay.edit(
+            "planning/anna",
+            lambda doc: release_workorder(doc, "1001", released_at=NOW),
+            tenant="acme",
+        )
+        await h.relay.edit(
+            "planning/bram", lambda doc: assign_workorder(doc, "1001"), tenant="acme"
+        )
+        await anna.push_all(WO, [offline_edit])  # still taken: nothing lost
+        assert len((await stored_workorder(h)).hours) == 1
+        bram = h.connect(principal=BRAM)
+        assert len(WorkOrder.from_doc(await bram.open(WO))[0].hours) == 1
+
+        now[0] = NOW + dt.timedelta(days=8)  # the retention is over
+        await h.relay.edit("planning/anna", lambda doc: create_planning_note(doc), tenant="acme")
+        assert [code for code, _ in await refused(anna)] == [ErrorCode.FORBIDDEN]
+
+
+def create_planning_note(doc: Doc[Any]) -> None:
+    """Any change to anna's planning makes the relay read it again."""
+    assign_workorder(doc, "2002")

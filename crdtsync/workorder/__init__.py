@@ -20,6 +20,7 @@ from .documents import (
     OfficeData,
     Planning,
     assign_workorder,
+    release_workorder,
     set_memo,
     unassign_workorder,
 )
@@ -170,6 +171,7 @@ __all__ = [
     "planning_document",
     "policy_version",
     "publish_policy",
+    "release_workorder",
     "require_sendable",
     "schema_of",
     "set_current",

@@ -2,8 +2,14 @@
 
 ``office/{id}`` holds the internal memo of work order ``id`` (devices never
 receive it). ``planning/{tech}`` lists the work orders assigned to technician
-``tech``: work-order id -> atomic JSON {assigned_at, planned_date}, so an
-assignment is added, changed and removed as one value (last writer wins).
+``tech``: work-order id -> atomic JSON {assigned_at, planned_date, released_at},
+so an assignment is added, changed and removed as one value (last writer wins).
+
+A work order taken from a technician is *released* rather than removed at once
+(:func:`release_workorder`): their device may still send the changes it made
+before it learnt of it (it may have been offline), but no new ones, and the
+relay lets the release lapse after a retention period
+(:meth:`Planning.current_ids`). :func:`unassign_workorder` removes an entry.
 
 Readers never raise on content; writers validate first (InvalidValue) and
 require the skeleton made by :func:`~.layout.create_office_data` or
@@ -30,6 +36,7 @@ __all__ = [
     "OfficeData",
     "Planning",
     "assign_workorder",
+    "release_workorder",
     "set_memo",
     "unassign_workorder",
 ]
@@ -63,6 +70,12 @@ class Assignment(BaseModel):
     workorder_id: str
     assigned_at: AwareDatetime
     planned_date: dt.date | None = None
+    #: Taken from this technician at this time: only changes made before it still go.
+    released_at: AwareDatetime | None = None
+
+    @property
+    def released(self) -> bool:
+        return self.released_at is not None
 
 
 class Planning(BaseModel):
@@ -94,10 +107,23 @@ class Planning(BaseModel):
         return cls(technician=technician, workorders=assignments), problems
 
     def sorted_ids(self) -> list[str]:
-        """Work-order ids by planned date (undated last), then id."""
+        """Work-order ids by planned date (undated last), then id; released ones too."""
         return sorted(
             self.workorders,
             key=lambda k: (self.workorders[k].planned_date or dt.date.max, k),
+        )
+
+    def active_ids(self) -> list[str]:
+        """The work orders assigned and not released, as :meth:`sorted_ids` orders them."""
+        return [k for k in self.sorted_ids() if not self.workorders[k].released]
+
+    def current_ids(self, now: dt.datetime, retention: dt.timedelta) -> frozenset[str]:
+        """What the technician's devices may reach at ``now``: the active work orders and
+        those released less than ``retention`` ago."""
+        return frozenset(
+            key
+            for key, entry in self.workorders.items()
+            if entry.released_at is None or now - entry.released_at < retention
         )
 
 
@@ -124,6 +150,34 @@ def assign_workorder(
     assignment = Assignment(workorder_id=workorder_id, assigned_at=at, planned_date=planned_date)
     root_map(doc, "workorders")[workorder_id] = stored(assignment, exclude={"workorder_id"})
     return assignment
+
+
+def release_workorder(
+    doc: Doc[Any],
+    workorder_id: str,
+    *,
+    released_at: dt.datetime | None = None,
+    drop_before: dt.datetime | None = None,
+) -> bool:
+    """Mark ``workorder_id`` released on this planning (see the module docstring); False if
+    it is not on it. Entries released before ``drop_before`` are removed meanwhile."""
+    require_skeleton(doc, "planning")
+    validate_id(workorder_id, "workorder_id")
+    at = aware(released_at, "released_at") if released_at is not None else now_utc()
+    workorders = root_map(doc, "workorders")
+    planning, _ = Planning.from_doc(doc)
+    with doc.transaction():
+        if drop_before is not None:
+            for key, entry in planning.workorders.items():
+                if entry.released_at is not None and entry.released_at < drop_before:
+                    del workorders[key]
+        current = planning.workorders.get(workorder_id)
+        if current is None:
+            return False
+        if current.released_at is None:
+            released = current.model_copy(update={"released_at": at})
+            workorders[workorder_id] = stored(released, exclude={"workorder_id"})
+    return True
 
 
 def unassign_workorder(doc: Doc[Any], workorder_id: str) -> bool:

@@ -74,7 +74,8 @@ def workorders_of(request: Request) -> OfficeWorkOrders:
 
 
 async def visible_ids(request: Request, principal: Principal) -> frozenset[str] | None:
-    """The work-order ids a device may reach (its planning); None: every id of the tenant."""
+    """The work-order ids a device may read over HTTP (its planning, not what was released
+    from it: only its sync connection may still send changes to those); None: every id."""
     if principal.role is not Role.DEVICE:
         return None
     service: FieldService = request.app.state.service
@@ -84,7 +85,7 @@ async def visible_ids(request: Request, principal: Principal) -> frozenset[str] 
         subject=principal.technician or "",
         credential=principal.credential_id,
     )
-    return await service.assigned(who)
+    return await service.assigned(who, released=False)
 
 
 def not_found(ident: str) -> Problem:

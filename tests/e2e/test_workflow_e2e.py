@@ -24,6 +24,7 @@ from crdtsync import (
     FieldDevice,
     SubmissionBlocked,
     SubmissionStatus,
+    WorkOrderLocked,
     websocket_connector,
 )
 from crdtsync.protocol import SubmitResult, decode_frame
@@ -232,3 +233,29 @@ async def test_a_photo_not_yet_uploaded_holds_the_submission_until_it_arrives(
 def _status(field: FieldDevice) -> SubmissionStatus | None:
     state = field.sent_state("1001")
     return None if state is None else state.status
+
+
+async def test_offline_work_on_a_work_order_reassigned_meanwhile_still_arrives(
+    relay_process: RelayProcess, tmp_path: Path
+) -> None:
+    async with office_with_workorder(relay_process) as office:
+        anna_conn, cees_conn = await office.connector("anna"), await office.connector("cees")
+        async with device(tmp_path / "anna.db", anna_conn, "anna") as anna:
+            await holding(anna)
+            anna.device.go_offline()
+            anna.editor("1001").add_hours(
+                date=NOW.date(), start=NOW, end=NOW + dt.timedelta(hours=4)
+            )
+            await office.call(  # the office gives the job to cees, not knowing anna worked on it
+                "PATCH", "/workorders/1001", json={"planning": {"technician": "cees", "crew": []}}
+            )
+            anna.device.go_online()
+            await anna.device.wait_synced(TIMEOUT)  # her hours went out
+            with pytest.raises(WorkOrderLocked):
+                anna.editor("1001")  # but nothing new: it is cees's now
+            async with device(tmp_path / "cees.db", cees_conn, "cees") as cees:
+                await holding(cees)
+                assert len(cees.workorder("1001")[0].hours) == 1
+        merged = (await office.workorder("1001"))["workorder"]
+    assert [entry["technician"] for entry in merged["hours"].values()] == ["anna"]
+    assert merged["planning"]["technician"] == "cees"

@@ -21,7 +21,7 @@ WO = "/api/v1/workorders"
 async def planning_of(app: FastAPI, tenant: Tenant, technician: str) -> list[str]:
     doc = await app.state.relay.read(planning_document(technician), tenant=tenant.id)
     planning, _ = Planning.from_doc(doc)
-    return sorted(planning.workorders)
+    return sorted(planning.active_ids())
 
 
 async def test_create_builds_the_skeleton_memo_and_assignment(

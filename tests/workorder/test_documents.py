@@ -18,6 +18,7 @@ from crdtsync.workorder import (
     assign_workorder,
     create_office_data,
     create_planning,
+    release_workorder,
     set_memo,
     unassign_workorder,
 )
@@ -116,3 +117,29 @@ def test_readers_never_raise_on_garbage(update: bytes) -> None:
         model, problems = reader(doc)  # type: ignore[operator]
         model.model_dump(mode="json")
         assert all(problem.path for problem in problems)
+
+
+def test_a_released_assignment_stays_until_its_retention_ends() -> None:
+    doc: Doc[Any] = Doc()
+    create_planning(doc, technician="anna")
+    assign_workorder(doc, "1001")
+    assign_workorder(doc, "1002")
+    at = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    assert release_workorder(doc, "1001", released_at=at)
+    assert not release_workorder(doc, "9999", released_at=at)
+    planning, problems = Planning.from_doc(doc)
+    assert problems == []
+    assert planning.workorders["1001"].released_at == at
+    assert planning.active_ids() == ["1002"]
+    week = dt.timedelta(days=7)
+    assert planning.current_ids(at + dt.timedelta(days=6), week) == {"1001", "1002"}
+    assert planning.current_ids(at + dt.timedelta(days=8), week) == {"1002"}
+    # Releasing again keeps the first time; assigning again ends the release.
+    release_workorder(doc, "1001", released_at=at + dt.timedelta(days=1))
+    assert Planning.from_doc(doc)[0].workorders["1001"].released_at == at
+    assign_workorder(doc, "1001")
+    assert Planning.from_doc(doc)[0].active_ids() == ["1001", "1002"]
+    # Old releases go when another one is written.
+    release_workorder(doc, "1001", released_at=at)
+    release_workorder(doc, "1002", released_at=at + week * 2, drop_before=at + week)
+    assert sorted(Planning.from_doc(doc)[0].workorders) == ["1002"]
