@@ -10,6 +10,8 @@ One process writes a store file (the relay owns its connection); sequences of a
 batch are therefore contiguous. Every operation holds the store's lock for its
 whole length: the connection is shared, and a compaction must not begin its
 transaction while a group commit is inside one (or read a half-written batch).
+Closing takes the lock too, so an operation in progress finishes first and
+every later one raises :class:`StoreError` (never aiosqlite's ``ValueError``).
 ``synchronous`` defaults to ``FULL``: a commit
 is on disk when :meth:`append` returns, which is what an acknowledgement promises
 (``NORMAL`` survives a killed process but not a power cut).
@@ -82,9 +84,10 @@ class SQLiteStore:
         await self._close()
 
     async def _close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        async with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
 
     @property
     def _conn(self) -> aiosqlite.Connection:
@@ -93,10 +96,10 @@ class SQLiteStore:
         return self._db
 
     async def append(self, entries: Sequence[tuple[str, bytes]]) -> list[int]:
-        db = self._conn
-        if not entries:
-            return []
         async with self._lock:
+            db = self._conn
+            if not entries:
+                return []
             return await self._append(db, entries)
 
     async def _append(

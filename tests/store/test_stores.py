@@ -152,6 +152,30 @@ async def test_a_closed_store_raises_store_error(make_store: StoreFactory) -> No
         await opened.load("a")
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda s: s.load("a"), id="load"),
+        pytest.param(lambda s: s.append([("a", b"a2")]), id="append"),
+    ],
+)
+async def test_closing_sqlite_lets_an_operation_in_progress_finish(
+    tmp_path: Path, call: Callable[[Store], Any]
+) -> None:
+    """A call already running when the store closes completes; the next one raises StoreError.
+
+    (The relay closes its store while a connection may still be loading a room.)
+    """
+    store = SQLiteStore(tmp_path / "x.db")
+    async with store:
+        await store.append([("a", b"a1")])
+        running = asyncio.create_task(call(store))
+        await asyncio.sleep(0)  # the call has sent its first statement to the connection
+    await running
+    with pytest.raises(StoreError):
+        await store.load("a")
+
+
 # -- compaction, checked by content ----------------------------------------------------------------
 
 
