@@ -12,6 +12,9 @@ whole length: the connection is shared, and a compaction must not begin its
 transaction while a group commit is inside one (or read a half-written batch).
 Closing takes the lock too, so an operation in progress finishes first and
 every later one raises :class:`StoreError` (never aiosqlite's ``ValueError``).
+:meth:`load` reads the snapshot and the log in one read transaction: another
+connection to the file (a reader in another process, say) may compact at any
+time, and two separate reads could see neither the old log nor the new snapshot.
 ``synchronous`` defaults to ``FULL``: a commit
 is on disk when :meth:`append` returns, which is what an acknowledgement promises
 (``NORMAL`` survives a killed process but not a power cut).
@@ -128,14 +131,18 @@ class SQLiteStore:
 
     async def _load(self, db: aiosqlite.Connection, document: str) -> StoredDocument:
         try:
-            async with db.execute(
-                "SELECT data, through_seq FROM snapshots WHERE document = ?", (document,)
-            ) as cursor:
-                snap = await cursor.fetchone()
-            async with db.execute(
-                "SELECT seq, data FROM updates WHERE document = ? ORDER BY seq", (document,)
-            ) as cursor:
-                rows = list(await cursor.fetchall())
+            await db.execute("BEGIN")  # one snapshot of the file for both reads
+            try:
+                async with db.execute(
+                    "SELECT data, through_seq FROM snapshots WHERE document = ?", (document,)
+                ) as cursor:
+                    snap = await cursor.fetchone()
+                async with db.execute(
+                    "SELECT seq, data FROM updates WHERE document = ? ORDER BY seq", (document,)
+                ) as cursor:
+                    rows = list(await cursor.fetchall())
+            finally:
+                await db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"load of {document!r} failed: {exc}") from exc
         snapshot, snapshot_seq = (bytes(snap[0]), int(snap[1])) if snap else (None, 0)

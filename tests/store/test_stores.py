@@ -296,6 +296,49 @@ async def test_sqlite_data_survives_closing_and_reopening_the_file(tmp_path: Pat
         assert (await store.append([("wo-1", b"next")]))[0] > seqs[-1] + 1
 
 
+async def test_sqlite_load_reads_snapshot_and_log_of_one_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction committed by another connection between load's reads tears nothing.
+
+    Without one read transaction, the load saw the snapshot from before the
+    compaction (none) and the log from after it (emptied): an empty document.
+    """
+    path = tmp_path / "x.db"
+    original: Doc[Any] = Doc()
+    async with SQLiteStore(path) as writer:
+        await writer.append([("wo-1", u) for u in edit_history(original, 0, 10)])
+        stored = await writer.load("wo-1")
+    snapshot = merge(stored)
+
+    def compact_on_another_connection() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute(
+                "INSERT INTO snapshots (document, data, through_seq) VALUES (?, ?, ?)",
+                ("wo-1", snapshot, stored.last_seq),
+            )
+            other.execute("DELETE FROM updates WHERE document = ?", ("wo-1",))
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+    async with SQLiteStore(path) as reader:
+        db = reader._db
+        assert db is not None
+        execute = db.execute
+
+        def execute_after_a_compaction(sql: str, *args: Any) -> Any:
+            if sql.startswith("SELECT seq, data FROM updates"):
+                compact_on_another_connection()  # commits between the two reads
+            return execute(sql, *args)
+
+        monkeypatch.setattr(db, "execute", execute_after_a_compaction)
+        loaded = await reader.load("wo-1")
+    assert_same_document(build_doc(loaded), original)
+
+
 async def test_sqlite_file_that_is_not_a_database_raises_store_error(tmp_path: Path) -> None:
     """A garbage file surfaces as StoreError (caused by sqlite3.Error), not sqlite3.Error."""
     path = tmp_path / "x.db"
