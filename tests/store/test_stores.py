@@ -17,7 +17,7 @@ import pytest
 from pycrdt import Array, Doc, Map, Text
 
 from crdtsync import MemoryStore, SQLiteStore, Store, StoreError
-from crdtsync.store import build_doc, merge
+from crdtsync.store import StoredDocument, build_doc, merge
 
 StoreFactory = Callable[[], Store]
 
@@ -273,6 +273,45 @@ async def test_compaction_keeps_updates_still_waiting_for_a_dependency(
 
     rebuilt = build_doc(await store.load("wo-1"))
     assert str(rebuilt.get("notes", type=Text)) == expected
+
+
+def _out_of_order_log() -> list[bytes]:
+    """One client's three updates, stored third-first: the third inserts after the first."""
+    doc: Doc[Any] = Doc(client_id=1)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    doc.get("notes", type=Text).insert(0, "a")
+    doc.get("fields", type=Map)["k1"] = 1
+    doc.get("notes", type=Text).insert(1, "a")
+    first, second, third = updates
+    return [second, third, first]
+
+
+def test_merge_refuses_to_change_what_the_log_loads_as() -> None:
+    """pycrdt applies this log one by one as "a" but merges it into "aa": no compaction.
+
+    Before, the snapshot silently held other content than the log it replaced.
+    """
+    stored = StoredDocument("wo-1", updates=_out_of_order_log())
+    assert str(build_doc(stored).get("notes", type=Text)) == "a"
+    with pytest.raises(StoreError, match="would change"):
+        merge(stored)
+
+
+def test_merge_of_updates_pycrdt_cannot_merge_raises_store_error() -> None:
+    """An update pycrdt applies but cannot merge (a mutated one, found by the fault suite).
+
+    Before, pycrdt's ValueError escaped, and in the relay's maintenance task it
+    stopped the relay.
+    """
+    update = bytes.fromhex(
+        "0103b2f31900040119000401056e6f746573037730202801066669656c6473026b3001"
+        "770276300801056974656d73017c0000000000"
+    )
+    stored = StoredDocument("wo-1", updates=[update])
+    build_doc(stored)  # it loads
+    with pytest.raises(StoreError, match="does not merge"):
+        merge(stored)
 
 
 # -- SQLite only -----------------------------------------------------------------------------------
