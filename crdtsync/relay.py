@@ -524,7 +524,11 @@ class Relay:
                     log.error("maintenance of %r failed: %s", room.name, exc)
 
     async def compact(self, name: str) -> None:
-        """Fold the stored log of ``name`` into its snapshot (content-preserving)."""
+        """Fold the stored log of ``name`` into its snapshot (content-preserving).
+
+        Raises StoreError, leaving the log as it is, when it cannot be folded
+        without changing the document (see :func:`crdtsync.store.merge`).
+        """
         room = self._rooms.get(name)
         if room is None or room.broken:
             return

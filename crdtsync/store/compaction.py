@@ -1,18 +1,21 @@
 """Compaction policy and merge: pure functions, no I/O.
 
 :func:`should_compact` decides from sizes alone; :func:`merge` folds a stored
-document into one update. The merge goes through a pycrdt document; updates
-still waiting for a missing dependency (pending structs and deletes) are kept:
-yrs leaves them out of ``get_update()``, so :func:`merge` adds them back from
-its inputs. The merge is checked by rebuilding the document from it: pycrdt
-merges some out-of-order or malformed updates into another document than
-applying them one by one gives, and a compaction must never change a document.
-The stores' tests check that a compacted document has the same content as
-before, never merely that rows went away.
+document into one update. The merge goes through a pycrdt document; deletes
+still waiting for their target are kept (yrs leaves them out of
+``get_update()``, so :func:`merge` adds every input's delete set back). Structs
+still waiting for a dependency are never folded: pycrdt can resolve them
+differently once merged into one update, so such a log waits, whole, until its
+dependencies arrive. Each merge is checked by rebuilding the document from it,
+and a compaction must never change a document. The stores' tests check that a
+compacted document has the same content as before, never merely that rows
+went away.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,28 +59,43 @@ def build_doc(stored: StoredDocument) -> Doc[Any]:
 def merge(stored: StoredDocument) -> bytes:
     """One update equivalent to the snapshot followed by the whole log.
 
-    Raises StoreError when there is none: pycrdt cannot merge the stored updates,
-    or the merge would not rebuild the document that applying them one by one
-    builds (pycrdt merges some out-of-order or malformed updates it accepted
-    into another document). The caller must then keep the log as it is.
+    Raises StoreError when there is none, and the caller must keep the log as it
+    is: some update still has structs waiting for a dependency (pycrdt can resolve
+    those differently once folded into one update, and the folded document would
+    later diverge from the one applied update by update), pycrdt cannot merge the
+    updates, or the merge would not rebuild the same document (pycrdt merges some
+    out-of-order or malformed updates it accepted into another one).
     """
     doc = build_doc(stored)
-    # ``doc.get_update()`` leaves out pending structs and deletes (yrs does not encode
-    # them), so keep what each input holds beyond the document's state: nothing for an
-    # integrated update, its waiting structs and delete set otherwise.
+    # ``doc.get_update()`` leaves out deletes still waiting for their target (yrs does
+    # not encode them), so keep each input's delete set: what it holds beyond the
+    # document's state, which must be nothing else.
     state = doc.get_state()
     inputs = [stored.snapshot] if stored.snapshot is not None else []
-    try:
+    with _pycrdt_errors(stored.name):
         leftovers = [get_update(update, state) for update in [*inputs, *stored.updates]]
+    if any(not leftover.startswith(_NO_STRUCTS) for leftover in leftovers):
+        raise StoreError(f"stored document {stored.name!r} has structs waiting for a dependency")
+    with _pycrdt_errors(stored.name):
         merged = merge_updates(doc.get_update(), *leftovers)
         same = _encoded(build_doc(StoredDocument(stored.name, merged))) == _encoded(doc)
-    except BaseException as exc:
-        if not (isinstance(exc, ValueError | RuntimeError) or is_panic(exc)):
-            raise
-        raise StoreError(f"stored document {stored.name!r} does not merge: {exc}") from exc
     if not same:
         raise StoreError(f"merging stored document {stored.name!r} would change its content")
     return merged
+
+
+_NO_STRUCTS = b"\x00"  # an update opens with its number of struct groups, a var-uint
+
+
+@contextmanager
+def _pycrdt_errors(name: str) -> Iterator[None]:
+    """Raise pycrdt's failures (ValueError, RuntimeError, a panic) as StoreError."""
+    try:
+        yield
+    except BaseException as exc:
+        if not (isinstance(exc, ValueError | RuntimeError) or is_panic(exc)):
+            raise
+        raise StoreError(f"stored document {name!r} does not merge: {exc}") from exc
 
 
 def _encoded(doc: Doc[Any]) -> bytes:
