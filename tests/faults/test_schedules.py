@@ -456,7 +456,7 @@ async def run_schedule(devices: int, docs: int, schedule: list[Step]) -> World:
     return world
 
 
-@fault_settings(ci=80, long=4000)
+@fault_settings(ci=80, long=3_000)
 @given(st.integers(2, 4), st.integers(2, 4), schedules)
 def test_every_edit_survives_any_schedule_of_faults(
     devices: int, docs: int, schedule: list[Step]
