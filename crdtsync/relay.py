@@ -532,8 +532,8 @@ class Relay:
         room = self._rooms.get(name)
         if room is None or room.broken:
             return
-        # Merge what is stored, not room.doc.get_update(): that drops updates still
-        # waiting for a dependency, and the compaction would delete them from the log.
+        # Merge what is stored, not room.doc.get_update(): only the stored updates tell
+        # whether one still waits for a dependency (then the log must stay as it is).
         stored = await self.store.load(name)
         await self.store.compact(name, merge(stored), stored.last_seq)
         room.log_entries -= len(stored.updates)
