@@ -472,8 +472,12 @@ def test_relay_contains_random_and_mutated_frames(frames: list[bytes]) -> None:
     TALLY.update(asyncio.run(fuzz_relay(frames)))
 
 
-def seeded_corpus(seed: int, count: int) -> Iterator[bytes]:
-    """Mutated updates (mostly), mutated frames and random bytes, from ``random.Random(seed)``."""
+def seeded_corpus(seed: int, count: int, history: list[bytes], known: int) -> Iterator[bytes]:
+    """Mutated updates (mostly), mutated frames and random bytes, from ``random.Random(seed)``.
+
+    Half the mutated updates are of ``history[known]``, the update that follows the
+    relay's document, the likeliest to get past decoding and break pycrdt.
+    """
     rng = random.Random(seed)
     for _ in range(count):
         roll = rng.random()
@@ -483,14 +487,23 @@ def seeded_corpus(seed: int, count: int) -> Iterator[bytes]:
             frame = rng.choice(NATIVE_FRAMES)
             yield mutate(frame, random_mutations(rng, len(frame)))
         else:
-            update = rng.choice(HISTORY)
+            update = history[known] if rng.random() < 0.5 else rng.choice(history)
             mutated = mutate(update, random_mutations(rng, len(update)))
             yield carrying(rng.choice(["push", "push", "update", "step2"]), mutated)
 
 
-def test_relay_contains_a_seeded_corpus_of_mutated_updates() -> None:
-    count = size(300, 12_000)
-    tally = asyncio.run(fuzz_relay(seeded_corpus(7, count)))
+#: Histories the relay's document starts from (the first ``known`` updates) and the
+#: corpus mutates: this module's two clients, and the relay tests' single client,
+#: whose mutations make pycrdt panic or raise far more often.
+CORPORA = {"two-clients": (HISTORY, KNOWN), "one-client": (relay_history(), 3)}
+
+
+@pytest.mark.parametrize("corpus", list(CORPORA))
+def test_relay_contains_a_seeded_corpus_of_mutated_updates(corpus: str) -> None:
+    history, known = CORPORA[corpus]
+    count = size(150, 6_000)
+    frames = seeded_corpus(7, count, history, known)
+    tally = asyncio.run(fuzz_relay(frames, start=history[:known]))
     TALLY.update(tally)
     assert tally["fuzz relay inputs"] == count
     assert tally["fuzz relay: accepted"] > 0
