@@ -112,7 +112,8 @@ def _waits(beyond: bytes, clocks: dict[int, int]) -> bool:
 
 @contextmanager
 def _pycrdt_errors(name: str) -> Iterator[None]:
-    """Raise pycrdt's failures (ValueError, RuntimeError, a panic) as StoreError."""
+    """Raise pycrdt's failures (ValueError, RuntimeError, a panic), and encodings of
+    its that do not parse (DecodeError), as StoreError."""
     try:
         yield
     except DecodeError as exc:
