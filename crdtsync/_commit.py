@@ -192,7 +192,8 @@ class GroupCommit:
             return  # the connection left the document meanwhile
         session = connection.session
         if write.seq is not None:
-            if connection.send(session.send_ack(alias, write.seq)):
+            # A Push with sequence 0 holds nothing from the outbox: no Ack answers it.
+            if write.seq and connection.send(session.send_ack(alias, write.seq)):
                 self.stats.acks_sent += 1
         elif session.single_document is None:
             connection.send(session.send_status(alias, True))

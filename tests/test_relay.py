@@ -37,6 +37,7 @@ from crdtsync import (
     RelayConfig,
     SQLiteStore,
     Store,
+    StoredDocument,
     StoreError,
     memory_channel_pair,
 )
@@ -461,19 +462,63 @@ async def test_an_update_waiting_for_its_dependency_is_fanned_out() -> None:
 
 
 async def test_relay_compaction_keeps_an_update_waiting_for_its_dependency() -> None:
-    """Compacting a room whose document holds a pending update keeps it in the store."""
+    """A room whose document holds a pending update is compacted once it is integrated."""
     first, second = dependent_pair()
     async with running(MemoryStore()) as h:
         peer = h.connect()
         await peer.open()
         await peer.push(DOC, 1, second)
         await peer.recv_events(is_ack(1))
-        await h.relay.compact(DOC)
+        with pytest.raises(StoreError, match="waiting for a dependency"):
+            await h.relay.compact(DOC)
+        assert (await h.store.load(DOC)).updates == [second]
         await peer.push(DOC, 2, first)
         await peer.recv_events(is_ack(2))
+        await h.relay.compact(DOC)
         stored = await h.store.load(DOC)
         assert stored.snapshot is not None
         assert str(build_doc(stored).get("notes", type=Text)) == "hello world"
+
+
+class LoadCountingStore(MemoryStore):
+    """A MemoryStore that counts loads (the relay loads a document to compact it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+        self.loaded = asyncio.Condition()
+
+    async def load(self, document: str) -> StoredDocument:
+        async with self.loaded:
+            self.loads += 1
+            self.loaded.notify_all()
+        return await super().load(document)
+
+
+async def test_a_log_that_does_not_merge_is_kept_and_the_relay_keeps_running() -> None:
+    """An accepted update pycrdt cannot merge: compaction is refused, the relay keeps acking.
+
+    Before, pycrdt's ValueError escaped the maintenance task and stopped the relay.
+    """
+    unmergeable = bytes.fromhex(
+        "0103b2f31900040119000401056e6f746573037730202801066669656c6473026b3001"
+        "770276300801056974656d73017c0000000000"
+    )
+    config = RelayConfig(compaction=CompactionPolicy(max_log_entries=1), maintenance_interval=0.001)
+    store = LoadCountingStore()
+    async with running(store, config) as h:
+        peer = h.connect()
+        await peer.open()
+        await peer.push_all(DOC, [unmergeable])
+        with pytest.raises(StoreError, match="stored document"):
+            await h.relay.compact(DOC)
+        async with asyncio.timeout(TIMEOUT), store.loaded:  # two more maintenance rounds
+            target = store.loads + 2
+            await store.loaded.wait_for(lambda: store.loads >= target)
+        writer = Editor()
+        await peer.push(DOC, 2, writer.edit(0))
+        assert await peer.recv_events(is_ack()) == [AckReceived(DOC, 2)]
+        assert (await store.load(DOC)).updates[0] == unmergeable
 
 
 # -- fan-out ---------------------------------------------------------------------------------------

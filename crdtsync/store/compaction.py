@@ -1,22 +1,28 @@
 """Compaction policy and merge: pure functions, no I/O.
 
 :func:`should_compact` decides from sizes alone; :func:`merge` folds a stored
-document into one update. The merge goes through a pycrdt document; updates
-still waiting for a missing dependency (pending structs and deletes) are kept:
-yrs leaves them out of ``get_update()``, so :func:`merge` adds them back from
-its inputs. The stores' tests check that a compacted document has the same
-content as before, never merely that rows went away.
+document into one update, the document's own encoding. It folds only a log
+whose every update pycrdt has integrated: an update waiting for a dependency
+(structs whose origin, or deletes whose target, has not arrived) can be
+resolved differently once folded, so such a log waits, whole, until the
+dependency arrives. Each merge is checked by rebuilding the document from it,
+and a compaction must never change a document. The stores' tests check that a
+compacted document has the same content as before, never merely that rows
+went away.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc, get_update, merge_updates
+from pycrdt import Doc, get_update
 
-from .._updates import apply_update
-from ..exceptions import InvalidUpdate, StoreError
+from .._updates import apply_update, is_panic
+from ..exceptions import DecodeError, InvalidUpdate, StoreError
+from ..protocol import Reader
 from .base import StoredDocument
 
 __all__ = ["CompactionPolicy", "build_doc", "merge", "should_compact"]
@@ -51,12 +57,75 @@ def build_doc(stored: StoredDocument) -> Doc[Any]:
 
 
 def merge(stored: StoredDocument) -> bytes:
-    """One update equivalent to the snapshot followed by the whole log."""
+    """One update equivalent to the snapshot followed by the whole log.
+
+    Raises StoreError when there is none, and the caller must keep the log as it
+    is: some update still waits for a dependency (structs whose origin, or deletes
+    whose target, has not arrived: pycrdt can resolve those differently once they
+    are folded into one update, so the folded document would later diverge from
+    the one applied update by update), pycrdt cannot encode the updates, or the
+    encoded document would not rebuild the same document (pycrdt places some
+    malformed items it accepted elsewhere when it rebuilds them).
+    """
     doc = build_doc(stored)
-    # ``doc.get_update()`` leaves out pending structs and deletes (yrs does not encode
-    # them), so keep what each input holds beyond the document's state: nothing for an
-    # integrated update, its waiting structs and delete set otherwise.
     state = doc.get_state()
     inputs = [stored.snapshot] if stored.snapshot is not None else []
-    leftovers = [get_update(update, state) for update in [*inputs, *stored.updates]]
-    return merge_updates(doc.get_update(), *leftovers)
+    with _pycrdt_errors(stored.name):
+        clocks = _clocks(state)
+        beyond = [get_update(update, state) for update in [*inputs, *stored.updates]]
+        if any(_waits(update, clocks) for update in beyond):
+            raise StoreError(
+                f"stored document {stored.name!r} has updates waiting for a dependency"
+            )
+        # Nothing waits, so the document's own update holds everything the log does.
+        merged = doc.get_update()
+        same = _encoded(build_doc(StoredDocument(stored.name, merged))) == _encoded(doc)
+    if not same:
+        raise StoreError(f"merging stored document {stored.name!r} would change its content")
+    return merged
+
+
+def _clocks(state: bytes) -> dict[int, int]:
+    """A state vector as ``{client: next clock}``."""
+    reader = Reader(state)
+    return {reader.read_var_uint(): reader.read_var_uint() for _ in range(reader.read_var_uint())}
+
+
+def _waits(beyond: bytes, clocks: dict[int, int]) -> bool:
+    """True if ``beyond`` (an update's part past ``clocks``) is not only deletes of known items.
+
+    An update opens with its structs, by client, then its delete set: by client,
+    ranges of ``(clock, length)``. Structs past the state vector wait for their
+    origins; a range reaching past it waits for the items it deletes.
+    """
+    reader = Reader(beyond)
+    if reader.read_var_uint():
+        return True
+    for _ in range(reader.read_var_uint()):
+        client = reader.read_var_uint()
+        for _ in range(reader.read_var_uint()):
+            clock, length = reader.read_var_uint(), reader.read_var_uint()
+            if clock + length > clocks.get(client, 0):
+                return True
+    return False
+
+
+@contextmanager
+def _pycrdt_errors(name: str) -> Iterator[None]:
+    """Raise pycrdt's failures (ValueError, RuntimeError, a panic), and encodings of
+    its that do not parse (DecodeError), as StoreError."""
+    try:
+        yield
+    except DecodeError as exc:
+        raise StoreError(f"stored document {name!r} does not merge: {exc}") from exc
+    except BaseException as exc:
+        if not (isinstance(exc, ValueError | RuntimeError) or is_panic(exc)):
+            raise
+        raise StoreError(f"stored document {name!r} does not merge: {exc}") from exc
+
+
+def _encoded(doc: Doc[Any]) -> bytes:
+    """``doc`` as a fresh document re-encodes it: blind to how blocks were split or squashed."""
+    fresh: Doc[Any] = Doc()
+    fresh.apply_update(doc.get_update())
+    return fresh.get_update()

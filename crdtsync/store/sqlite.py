@@ -13,6 +13,11 @@ One process writes a store file (the relay owns its connection); sequences of a
 batch are therefore contiguous. Every operation holds the store's lock for its
 whole length: the connection is shared, and a compaction must not begin its
 transaction while a group commit is inside one (or read a half-written batch).
+Closing takes the lock too, so an operation in progress finishes first and
+every later one raises :class:`StoreError` (never aiosqlite's ``ValueError``).
+:meth:`load` reads the snapshot and the log in one read transaction: another
+connection to the file (a reader in another process, say) may compact at any
+time, and two separate reads could see neither the old log nor the new snapshot.
 ``synchronous`` defaults to ``FULL``: a commit
 is on disk when :meth:`append` returns, which is what an acknowledgement promises
 (``NORMAL`` survives a killed process but not a power cut).
@@ -119,9 +124,10 @@ class SQLiteStore:
         await self._close()
 
     async def _close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await db.close()
+        async with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                await db.close()
 
     @property
     def _conn(self) -> aiosqlite.Connection:
@@ -130,10 +136,10 @@ class SQLiteStore:
         return self._db
 
     async def append(self, entries: Sequence[tuple[str, bytes]]) -> list[int]:
-        db = self._conn
-        if not entries:
-            return []
         async with self._lock:
+            db = self._conn
+            if not entries:
+                return []
             return await self._append(db, entries)
 
     async def _append(
@@ -162,14 +168,18 @@ class SQLiteStore:
 
     async def _load(self, db: aiosqlite.Connection, document: str) -> StoredDocument:
         try:
-            async with db.execute(
-                "SELECT data, through_seq FROM snapshots WHERE document = ?", (document,)
-            ) as cursor:
-                snap = await cursor.fetchone()
-            async with db.execute(
-                "SELECT seq, data FROM updates WHERE document = ? ORDER BY seq", (document,)
-            ) as cursor:
-                rows = list(await cursor.fetchall())
+            await db.execute("BEGIN")  # one snapshot of the file for both reads
+            try:
+                async with db.execute(
+                    "SELECT data, through_seq FROM snapshots WHERE document = ?", (document,)
+                ) as cursor:
+                    snap = await cursor.fetchone()
+                async with db.execute(
+                    "SELECT seq, data FROM updates WHERE document = ? ORDER BY seq", (document,)
+                ) as cursor:
+                    rows = list(await cursor.fetchall())
+            finally:
+                await db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"load of {document!r} failed: {exc}") from exc
         snapshot, snapshot_seq = (bytes(snap[0]), int(snap[1])) if snap else (None, 0)

@@ -40,5 +40,5 @@ def test_the_fast_demo_ends_with_nothing_lost() -> None:
     assert "SIGKILL after" in text
     assert "restarted on the same port and file" in text
     assert "shuts down with 5 unsent changes" in text
-    assert "1006 withdrawn" in text
+    assert "1006 was reassigned while he was offline" in text
     assert "\x1b[" not in text  # not a terminal: plain lines

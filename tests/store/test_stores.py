@@ -17,7 +17,7 @@ import pytest
 from pycrdt import Array, Doc, Map, Text
 
 from crdtsync import MemoryStore, SQLiteStore, Store, StoreError
-from crdtsync.store import build_doc, merge
+from crdtsync.store import StoredDocument, build_doc, merge
 
 StoreFactory = Callable[[], Store]
 
@@ -166,6 +166,30 @@ async def test_a_closed_store_raises_store_error(make_store: StoreFactory) -> No
         await opened.load("a")
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda s: s.load("a"), id="load"),
+        pytest.param(lambda s: s.append([("a", b"a2")]), id="append"),
+    ],
+)
+async def test_closing_sqlite_lets_an_operation_in_progress_finish(
+    tmp_path: Path, call: Callable[[Store], Any]
+) -> None:
+    """A call already running when the store closes completes; the next one raises StoreError.
+
+    (The relay closes its store while a connection may still be loading a room.)
+    """
+    store = SQLiteStore(tmp_path / "x.db")
+    async with store:
+        await store.append([("a", b"a1")])
+        running = asyncio.create_task(call(store))
+        await asyncio.sleep(0)  # the call has sent its first statement to the connection
+    await running
+    with pytest.raises(StoreError):
+        await store.load("a")
+
+
 # -- compaction, checked by content ----------------------------------------------------------------
 
 
@@ -251,18 +275,102 @@ def _pending_delete() -> tuple[bytes, bytes, str]:
         pytest.param(_pending_delete, id="delete-waiting-for-its-target"),
     ],
 )
-async def test_compaction_keeps_updates_still_waiting_for_a_dependency(
+async def test_an_update_waiting_for_a_dependency_is_folded_only_once_it_came(
     store: Store, history: Callable[[], tuple[bytes, bytes, str]]
 ) -> None:
-    """An update stored before its dependency survives a compaction (pending structs)."""
+    """An update stored before its dependency stays in the log, whole, until it arrives."""
     first, second, expected = history()
     await store.append([("wo-1", second)])
+    with pytest.raises(StoreError, match="waiting for a dependency"):
+        merge(await store.load("wo-1"))
+    await store.append([("wo-1", first)])
     stored = await store.load("wo-1")
     await store.compact("wo-1", merge(stored), stored.last_seq)
-    await store.append([("wo-1", first)])
 
     rebuilt = build_doc(await store.load("wo-1"))
+    assert rebuilt.get_state() == build_doc(stored).get_state()
     assert str(rebuilt.get("notes", type=Text)) == expected
+
+
+async def test_a_delete_waiting_for_its_target_is_not_folded_away(store: Store) -> None:
+    """Found by the fault suite: a delete whose ranges are out of order and reach past the
+    items the store has. pycrdt folded it into a snapshot without its waiting part, so
+    the items it deletes, arriving later, showed in the stored document but not in the
+    relay's, which had applied the delete update by update.
+    """
+    first, later = edit_history(Doc(client_id=7), 0, 2)
+    delete = b"\x00\x01\x07\x02" + bytes([227, 1, 4]) + bytes([1, 9])  # client 7: 227+4, 1+9
+    one_by_one = build_doc(StoredDocument("wo-1", updates=[first, delete, later]))
+    await store.append([("wo-1", first), ("wo-1", delete)])
+    stored = await store.load("wo-1")
+    with pytest.raises(StoreError, match="waiting for a dependency"):
+        await store.compact("wo-1", merge(stored), stored.last_seq)
+    await store.append([("wo-1", later)])
+    assert content(build_doc(await store.load("wo-1"))) == content(one_by_one)
+
+
+def test_merge_never_folds_structs_waiting_for_a_dependency() -> None:
+    """Found by the fault suite: a snapshot of waiting structs later diverged from the log.
+
+    Two updates of one client wait for its clocks 0-14; a third (malformed but
+    accepted) update arrives later. Applied one by one, the three leave the map
+    empty, as the relay's document was; the snapshot compaction used to write for
+    the first two, followed by the third, loads with ``k3 = "v7"``.
+    """
+    waiting = [
+        bytes.fromhex(
+            "0103cfb81f0f2801066669656c6473026b330177027633c4cfb81f0ccfb81f0d03773320"
+            "88cfb81f0e017c4040000000"
+        ),
+        bytes.fromhex(
+            "0003cfb81f0f2801066669656c6473026b330177027633c4cfb81f0ccfb81f0d03773320"
+            "88cfb81f0e017c4040000000"
+        ),
+    ]
+    later = bytes.fromhex(
+        "0103cfb81f23a8cfb81f0f0177027637c4cfb81f1fd0b81f200377372088cfb81f22017c40e0"
+        "000001cfb81f010f01"
+    )
+    old_snapshot = bytes.fromhex(
+        "0103cfb81f0f2101066669656c6473026b3301c4cfb81f0ccfb81f0d0377332088cfb81f0e01"
+        "7c404000000300004000cfb81f020f0128cfcfb81f"
+    )
+    one_by_one = build_doc(StoredDocument("wo-1", updates=[*waiting, later]))
+    folded = build_doc(StoredDocument("wo-1", old_snapshot, 2, [later]))
+    assert one_by_one.get("fields", type=Map).to_py() == {}
+    assert folded.get("fields", type=Map).to_py() == {"k3": "v7"}
+    with pytest.raises(StoreError, match="waiting for a dependency"):
+        merge(StoredDocument("wo-1", updates=waiting))
+
+
+def test_merge_refuses_to_change_what_the_log_loads_as() -> None:
+    """Found by the fault suite: an item whose left and right origins are one character.
+
+    pycrdt accepts the mutated update and places the item; rebuilt from the merged
+    update it places it elsewhere, so the snapshot would change the text.
+    """
+    log = edit_history(Doc(client_id=7), 0, 12)[:10]
+    mutated = bytes.fromhex(
+        "0103072da8070a017c41100000c4072a072a033c393e88072c017c421000000107010a01"
+    )
+    with pytest.raises(StoreError, match="would change"):
+        merge(StoredDocument("wo-1", updates=[*log, mutated]))
+
+
+def test_merge_of_an_update_pycrdt_cannot_merge_raises_store_error() -> None:
+    """An update pycrdt applies but cannot merge (a mutated one, found by the fault suite).
+
+    Before, pycrdt's ValueError escaped, and in the relay's maintenance task it
+    stopped the relay.
+    """
+    update = bytes.fromhex(
+        "0103b2f31900040119000401056e6f746573037730202801066669656c6473026b3001"
+        "770276300801056974656d73017c0000000000"
+    )
+    stored = StoredDocument("wo-1", updates=[update])
+    build_doc(stored)  # it loads
+    with pytest.raises(StoreError):
+        merge(stored)
 
 
 # -- SQLite only -----------------------------------------------------------------------------------
@@ -284,6 +392,49 @@ async def test_sqlite_data_survives_closing_and_reopening_the_file(tmp_path: Pat
         assert_same_document(build_doc(reloaded), original)
         assert await store.documents() == ["wo-1", "wo-2"]
         assert (await store.append([("wo-1", b"next")]))[0] > seqs[-1] + 1
+
+
+async def test_sqlite_load_reads_snapshot_and_log_of_one_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction committed by another connection between load's reads tears nothing.
+
+    Without one read transaction, the load saw the snapshot from before the
+    compaction (none) and the log from after it (emptied): an empty document.
+    """
+    path = tmp_path / "x.db"
+    original: Doc[Any] = Doc()
+    async with SQLiteStore(path) as writer:
+        await writer.append([("wo-1", u) for u in edit_history(original, 0, 10)])
+        stored = await writer.load("wo-1")
+    snapshot = merge(stored)
+
+    def compact_on_another_connection() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute(
+                "INSERT INTO snapshots (document, data, through_seq) VALUES (?, ?, ?)",
+                ("wo-1", snapshot, stored.last_seq),
+            )
+            other.execute("DELETE FROM updates WHERE document = ?", ("wo-1",))
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+    async with SQLiteStore(path) as reader:
+        db = reader._db
+        assert db is not None
+        execute = db.execute
+
+        def execute_after_a_compaction(sql: str, *args: Any) -> Any:
+            if sql.startswith("SELECT seq, data FROM updates"):
+                compact_on_another_connection()  # commits between the two reads
+            return execute(sql, *args)
+
+        monkeypatch.setattr(db, "execute", execute_after_a_compaction)
+        loaded = await reader.load("wo-1")
+    assert_same_document(build_doc(loaded), original)
 
 
 async def test_sqlite_file_that_is_not_a_database_raises_store_error(tmp_path: Path) -> None:
