@@ -34,7 +34,7 @@ from pycrdt import Doc, Subscription, TransactionEvent
 from ._device_types import Rejection
 from ._link import DeviceLink, Signal
 from ._updates import apply_update
-from .exceptions import DeviceError, InvalidUpdate
+from .exceptions import DeviceError, InvalidUpdate, StoreError
 from .protocol import DocState, validate_document_name
 from .store import LocalStore, build_doc, merge
 
@@ -190,9 +190,13 @@ class ReplicaHost:
         # updates still waiting for a missing dependency.
         self.flush()
         stored = self.store.load(replica.name)
-        snapshot = merge(stored)
+        replica.since_compaction = replica.log_bytes = 0  # a refusal waits as long as a success
+        try:
+            snapshot = merge(stored)
+        except StoreError as exc:  # something still waits for a dependency: keep the log
+            log.info("%s: not compacting %s yet: %s", self.name, replica.name, exc)
+            return
         self.store.compact(replica.name, snapshot, stored.last_seq)
-        replica.since_compaction = replica.log_bytes = 0
         replica.base_bytes = len(snapshot)
 
     # -- writing behind ----------------------------------------------------------------------------

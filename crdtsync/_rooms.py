@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Subscription, TransactionEvent
 
+from .exceptions import StoreError
 from .store import Store, build_doc, merge
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class Room:
     subscription: Subscription | None = None
     watch: UpdateWatch | None = None
     broken: bool = False
+    #: A compaction was refused (something still waits for a dependency): try again only
+    #: once the log holds this many entries, not on every maintenance round.
+    retry_compaction_at: int = 0
 
     def observe(self) -> None:
         def on_change(event: TransactionEvent) -> None:
@@ -158,17 +162,26 @@ class RoomTable:
     async def compact(self, name: str) -> bool:
         """Fold the stored log of ``name`` into its snapshot; False if it is not loaded."""
         room = self.get(name)
-        if room is None:
+        if room is None or room.log_entries < room.retry_compaction_at:
             return False
         stored = await self.store.load(name)
-        await self.store.compact(name, merge(stored), stored.last_seq)
+        try:
+            snapshot = merge(stored)
+        except StoreError:
+            room.retry_compaction_at = max(2 * room.log_entries, room.log_entries + 1)
+            raise
+        await self.store.compact(name, snapshot, stored.last_seq)
         room.log_entries -= len(stored.updates)
+        room.retry_compaction_at = 0
         return True
 
     async def evict(self, room: Room) -> bool:
         """Compact and unload an idle room; False if it gained peers or writes meanwhile."""
         if room.log_entries > 1:
-            await self.compact(room.name)
+            try:
+                await self.compact(room.name)
+            except StoreError as exc:  # the log stays as it is: loading it again still works
+                log.info("evicting %r without compacting it: %s", room.name, exc)
         if room.peers or room.uncommitted or self.rooms.get(room.name) is not room:
             return False
         self.drop(room)
