@@ -122,9 +122,8 @@ async def ours_device(link: WorkerLink, params: dict[str, Any]) -> dict[str, Any
                 with contextlib.suppress(TimeoutError):
                     await device.wait_for(lambda status: not status.connected, timeout=5)
     except* ConnectionClosed:
-        # crdtsync at 3c623d5: a write to a relay that died ended the Device with an
-        # ExceptionGroup instead of a reconnect (Device._run_connection caught ConnectionClosed,
-        # not the group its TaskGroup raised). Logged, so the table names it if it happens;
+        # A Device must reconnect by itself when its relay dies, never end with the error.
+        # Should one ever end so, it is logged (the table then names it under the figures);
         # after the kill the outbox on disk is all W2 needs.
         if not params["crash"]:
             raise
