@@ -8,10 +8,11 @@ on the crew, and issues each a device credential.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -111,7 +112,12 @@ async def test_two_technicians_and_the_office_edit_offline_and_converge(
             await bram.device.wait_synced(TIMEOUT)
             anna.device.go_online()
             await anna.device.wait_synced(TIMEOUT)
-            await bram.device.wait_for(lambda s: len(bram.workorder("1001")[0].hours) == 2, TIMEOUT)
+            for field in (anna, bram):
+                await field.device.wait_for(
+                    lambda s, f=field: len(f.workorder("1001")[0].hours) == 2, TIMEOUT
+                )
+            # The office reads views, which follow the relay's commits a moment later.
+            await _until(_hours_in_view(office, 2), "both hours in the office's view")
             merged = (await office.workorder("1001"))["workorder"]
             for field in (anna, bram):
                 local = field.workorder("1001")[0].model_dump(mode="json")
@@ -163,6 +169,23 @@ async def test_sending_is_blocked_with_the_missing_list_then_accepted_once_after
         photo = await office.http.get(f"/attachments/{sha}")
         assert photo.content == PHOTO
         assert photo.headers["content-type"] == "image/jpeg"
+
+
+def _hours_in_view(office: Office, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len((await office.workorder("1001"))["workorder"]["hours"]) == count
+
+    return check
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll the office API (it has no event to wait on) until ``check()`` holds."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not await check():  # noqa: ASYNC110 (an HTTP API, polled)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {TIMEOUT} s") from None
 
 
 def _submit_result(message: str | bytes) -> bool:
