@@ -294,7 +294,6 @@ class FieldService:
         workorder, problems = WorkOrder.from_doc(doc)
         if problems:
             log.warning("work order %s has problems: %s", stored, problems)
-        claimed = _claimed_version(body)
         if workorder.locked:
             reason = f"the work order is already {workorder.status.value}"
             return await self._record(
@@ -308,9 +307,25 @@ class FieldService:
             return answer(
                 "waiting", key, waiting_for=waiting, reason="attachments not uploaded yet"
             )
+        return await self._decide(principal, document, stored, key, body, doc, workorder)
+
+    async def _decide(
+        self,
+        principal: Principal,
+        document: str,
+        stored: str,
+        key: str,
+        body: str,
+        doc: Doc[Any],
+        workorder: WorkOrder,
+    ) -> str:
+        """Judge ``workorder`` (every blob it references is stored) against the policy in
+        force, record the answer, and mark the work order sent when it is accepted."""
+        tenant = principal.tenant
         settings = await self._load_settings(tenant)
         policy = self._policy(tenant, principal.subject or None)
         steps = missing_steps(workorder, policy)
+        claimed = _claimed_version(body)
         older = policy_version(settings, claimed) if claimed and claimed != policy.version else None
         extra = {
             "policy_version": policy.version,
@@ -326,14 +341,12 @@ class FieldService:
             reason = "required steps are missing"
             result = answer("rejected", key, missing=missing, reason=reason, **extra)
             return await self._record(stored, key, doc, workorder, result)
-        recorded_at = datetime.now(UTC).isoformat()
-        submission_id = f"s-{uuid.uuid4().hex[:20]}"
         result = answer(
             "accepted",
             key,
-            record_id=submission_id,
+            record_id=f"s-{uuid.uuid4().hex[:20]}",
             content_hash=content_hash(workorder),
-            recorded_at=recorded_at,
+            recorded_at=datetime.now(UTC).isoformat(),
             **extra,
         )
         final = await self._record(stored, key, doc, workorder, result, accepted=True)

@@ -31,8 +31,8 @@ credential, or its expiry, cuts its open connections.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI, Response, WebSocket
@@ -92,13 +92,27 @@ def office_config(settings: RelaySettings) -> OfficeConfig:
 def create_app(settings: RelaySettings | None = None) -> FastAPI:
     """Build the relay app. Store, office and relay live for the app's lifespan."""
     settings = settings or RelaySettings()
+    metrics = RelayMetrics()
+    app = FastAPI(
+        title="crdtsync relay", version=__version__, lifespan=_lifespan(settings, metrics)
+    )
+    app.state.metrics = metrics
+    metrics.watch_relay(lambda: app.state.relay.stats if hasattr(app.state, "relay") else None)
+    install_api(app)
+    _add_health(app, settings, metrics)
+    _add_sync(app)
+    return app
+
+
+def _lifespan(
+    settings: RelaySettings, metrics: RelayMetrics
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     config = RelayConfig(
         max_frame_size=settings.max_frame_size,
         max_update_size=settings.max_update_size,
         send_queue_size=settings.send_queue_size,
         idle_eviction_seconds=settings.idle_eviction_seconds,
     )
-    metrics = RelayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,29 +144,10 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
             finally:
                 del app.state.relay
 
-    app = FastAPI(title="crdtsync relay", version=__version__, lifespan=lifespan)
-    app.state.metrics = metrics
-    metrics.watch_relay(lambda: app.state.relay.stats if hasattr(app.state, "relay") else None)
-    install_api(app)
+    return lifespan
 
-    async def connect(websocket: WebSocket, document: str | None) -> None:
-        """Accept, authenticate, and serve one sync connection until it closes."""
-        await websocket.accept()
-        found = await app.state.sync_auth.principal(_presented_token(websocket))
-        if found is None:
-            if document is None:
-                error = Error(ErrorCode.UNAUTHORIZED, 0, "missing, wrong, revoked or expired token")
-                await websocket.send_bytes(encode_frame("", error))
-            await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
-            return
-        principal, expires_at = found
-        peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
-        relay: Relay = app.state.relay
-        serving = relay.serve(
-            StarletteChannel(websocket), document=document, peer=peer, principal=principal
-        )
-        await serve_until_expiry(relay, serving, principal, expires_at)
 
+def _add_health(app: FastAPI, settings: RelaySettings, metrics: RelayMetrics) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         relay: Relay = app.state.relay
@@ -179,6 +174,26 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
             await app.state.office.refresh_metrics()
             return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+
+def _add_sync(app: FastAPI) -> None:
+    async def connect(websocket: WebSocket, document: str | None) -> None:
+        """Accept, authenticate, and serve one sync connection until it closes."""
+        await websocket.accept()
+        found = await app.state.sync_auth.principal(_presented_token(websocket))
+        if found is None:
+            if document is None:
+                error = Error(ErrorCode.UNAUTHORIZED, 0, "missing, wrong, revoked or expired token")
+                await websocket.send_bytes(encode_frame("", error))
+            await websocket.close(CloseCode.UNAUTHORIZED, "unauthorized")
+            return
+        principal, expires_at = found
+        peer = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else ""
+        relay: Relay = app.state.relay
+        serving = relay.serve(
+            StarletteChannel(websocket), document=document, peer=peer, principal=principal
+        )
+        await serve_until_expiry(relay, serving, principal, expires_at)
+
     @app.websocket("/sync")
     async def sync(websocket: WebSocket) -> None:
         await connect(websocket, None)
@@ -192,5 +207,3 @@ def create_app(settings: RelaySettings | None = None) -> FastAPI:
             await websocket.close(CloseCode.POLICY_VIOLATION, "invalid document name")
             return
         await connect(websocket, doc_id)
-
-    return app

@@ -86,3 +86,31 @@ def test_the_library_never_imports_its_apps() -> None:
     for path in sorted((ROOT / "crdtsync").rglob("*.py")):
         for name in imports_of(path):
             assert name.split(".")[0] not in ("server", "client_demo", "bench"), (path, name)
+
+
+def test_the_root_exports_the_device_and_field_api() -> None:
+    for name in crdtsync.__all__:
+        assert hasattr(crdtsync, name), name
+    expected = {
+        "Device",
+        "DeviceStatus",
+        "Upload",
+        "UploadState",
+        "SubmissionState",
+        "SubmissionStatus",
+        "ArchivedUpdate",
+        "Rejection",
+        "FieldDevice",
+        "AssignedWorkOrder",
+        "assigned_documents",
+        "SubmissionBlocked",
+        "WorkOrderLocked",
+    }
+    assert expected <= set(crdtsync.__all__)
+
+
+def test_the_device_module_reexports_its_private_parts_publicly() -> None:
+    from crdtsync import device
+
+    for name in device.__all__:
+        assert getattr(crdtsync, name) is getattr(device, name)
