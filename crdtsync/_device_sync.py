@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ._device_types import Backoff, Rejection
 from ._digest import state_digest
-from ._link import DeviceLink
+from ._link import DeviceLink, PendingPush
 from ._replicas import ReplicaHost
 from ._submissions import Submissions
 from ._updates import holds_structs
@@ -199,9 +199,17 @@ class DeviceSync(ReplicaHost):
             if item is None:  # going offline
                 await channel.close(1000, "device offline")
                 return
-            document, epoch, frame = item
-            if not link.current(document, epoch):
-                continue  # the document closed (or reopened) since: the relay must not get it
+            if isinstance(item, PendingPush):
+                document, epoch = item.document, item.epoch
+                if not link.current(document, epoch):
+                    continue  # the document closed (or reopened) since
+                frame = link.encode(item)
+            else:
+                document, epoch, frame = item
+                if not link.current(document, epoch):
+                    continue  # the document closed (or reopened) since: the relay must not get it
+            if not frame:
+                continue
             try:
                 await channel.send(frame)
             except ConnectionClosed:

@@ -11,6 +11,10 @@ these invariants hold for everything the device sends:
   per opening). The writer drops frames whose document was closed, or closed
   and opened again, after they were queued: a frame built for a replica that
   was since replaced never reaches the relay.
+* Local edits queue as :class:`PendingPush` rather than bytes: Pushes of one
+  document waiting next to each other leave as one (the updates merged, the
+  newest sequence, which the relay's cumulative Ack then covers), so a device
+  editing faster than its link sends fewer, larger frames.
 """
 
 from __future__ import annotations
@@ -18,15 +22,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from pycrdt import merge_updates
 
 from .exceptions import UnexpectedMessage
 from .protocol import DocState, ResumeEntry, SyncSession
 
-__all__ = ["DeviceLink", "Outgoing", "Signal"]
+__all__ = ["DeviceLink", "Outgoing", "PendingPush", "Signal"]
 
-#: A queued frame: (document, epoch, bytes); ``None`` asks the writer to close.
-Outgoing = tuple[str, int, bytes] | None
+
+@dataclass(frozen=True, slots=True)
+class PendingPush:
+    """A local edit waiting to go out (encoded when the writer sends it)."""
+
+    document: str
+    epoch: int
+    seq: int
+    update: bytes
+
+
+#: A queued frame: (document, epoch, bytes) or a push; ``None`` asks the writer to close.
+Outgoing = tuple[str, int, bytes] | PendingPush | None
+
+_MAX_MERGE = 256  # pushes folded into one frame at most
+
+
+class OutQueue:
+    """The connection's FIFO of outgoing frames; the writer can take neighbouring pushes."""
+
+    def __init__(self) -> None:
+        self._items: deque[Outgoing] = deque()
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, item: Outgoing) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> Outgoing:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def take_pushes(self, first: PendingPush) -> list[PendingPush]:
+        """The pushes of ``first``'s document and epoch queued right behind it (popped)."""
+        taken: list[PendingPush] = []
+        while self._items and len(taken) < _MAX_MERGE:
+            head = self._items[0]
+            if not (
+                isinstance(head, PendingPush)
+                and (head.document, head.epoch) == (first.document, first.epoch)
+            ):
+                break
+            self._items.popleft()
+            taken.append(head)
+        return taken
 
 
 class Signal:
@@ -55,7 +108,7 @@ class DeviceLink:
 
     def __init__(self, session: SyncSession) -> None:
         self.session = session
-        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self.queue = OutQueue()
         self._epochs: dict[str, int] = {}
         self._counter = itertools.count(1)
 
@@ -92,6 +145,27 @@ class DeviceLink:
             return False
         self.queue.put_nowait((document, self._epochs.get(document, 0), frame))
         return True
+
+    def push(self, document: str, seq: int, update: bytes) -> bool:
+        """Queue a local edit (outbox ``seq``); False when the document is not open here."""
+        if self.session.state(document) is DocState.CLOSED:
+            return False
+        self.queue.put_nowait(PendingPush(document, self._epochs.get(document, 0), seq, update))
+        return True
+
+    def encode(self, first: PendingPush) -> bytes:
+        """The Push frame for ``first`` and the pushes queued right behind it, merged; empty
+        when the session refuses a Push for the document now."""
+        pushes = [first, *self.queue.take_pushes(first)]
+        update = (
+            pushes[0].update
+            if len(pushes) == 1
+            else merge_updates(*(push.update for push in pushes))
+        )
+        try:
+            return self.session.send_push(first.document, pushes[-1].seq, update)
+        except UnexpectedMessage:
+            return b""
 
     def send_raw(self, frame: bytes) -> None:
         """Queue a connection-level frame (an Error before closing)."""

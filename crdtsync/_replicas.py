@@ -165,7 +165,7 @@ class ReplicaHost:
         self._outbox.setdefault(name, deque()).append(seq)
         self._count_logged(replica, update)
         if replica.live and self._link is not None:
-            self._link.send(name, lambda s: s.send_push(name, seq, update))
+            self._link.push(name, seq, update)
         self._changed(name)
         self._notify()
 

@@ -514,8 +514,9 @@ async def test_go_offline_while_connecting_does_not_connect(
 async def test_a_link_reset_while_sending_reconnects_and_resends(
     network: Network, tmp_path: Path
 ) -> None:
-    # Frame 1 is the SyncStep1, frame 2 the first live push; the link dies sending frame 3.
-    network.wrap_device_end = lambda end: LinkResetOnSend(end, fail_at=3)
+    # Frame 1 is the Resume; frame 2 the two edits below, one merged Push: the link dies
+    # sending it.
+    network.wrap_device_end = lambda end: LinkResetOnSend(end, fail_at=2)
     async with Device(
         tmp_path / "a.db", network.connector("a"), documents=["wo-1"], backoff=FAST
     ) as device:

@@ -108,3 +108,18 @@ async def test_other_peers_still_receive_updates_for_documents_resumed_in_sync(
         b.doc("wo/1").get("m", type=Map)["from b"] = 1
         await a.wait_for(lambda s: "from b" in a.doc("wo/1").get("m", type=Map), TIMEOUT)
     assert any(isinstance(f.message, Update) for f in net.taps["a"][1].sent)
+
+
+async def test_edits_queued_together_leave_as_one_push(net: Network, tmp_path: Path) -> None:
+    async with Device(tmp_path / "a.db", net.connector("a"), documents=["wo/1"], backoff=FAST) as a:
+        await a.wait_synced(TIMEOUT)
+        fields = a.doc("wo/1").get("m", type=Map)
+        for i in range(50):  # no await between them: the writer finds them all queued
+            fields[f"k{i}"] = i
+        await a.wait_synced(TIMEOUT)
+        assert a.status.pending == {"wo/1": 0}
+    pushes = net.received("a", Push, "wo/1")
+    assert len(pushes) == 1
+    assert pushes[0].seq == max(p.seq for p in pushes)
+    relay_doc = await net.relay.read("wo/1", tenant="acme")
+    assert len(relay_doc.get("m", type=Map)) == 50
