@@ -96,15 +96,15 @@ class _Judge:
         return None if found is None else found.result
 
 
-class _MapWatch:
-    """Records (root, key) for each key a transaction writes in the ``fields`` and
-    ``locked`` maps."""
+class MapWatch:
+    """Records (root, key) for each key a transaction writes in the given root maps
+    (``fields`` and ``locked`` unless told); other roots are unknown."""
 
-    ROOTS = ("fields", "locked")
-
-    def __init__(self, doc: Doc[Any]) -> None:
+    def __init__(self, doc: Doc[Any], roots: tuple[str, ...] = ("fields", "locked")) -> None:
+        self.ROOTS = roots
         self.changes: list[tuple[str, str]] = []
-        self._roots = [(root, doc.get(root, type=Map)) for root in self.ROOTS]
+        # pycrdt keeps an observer only while its root object lives: hold on to the roots.
+        self._roots = [(root, doc.get(root, type=Map)) for root in roots]
         self._subscriptions = [shared.observe(self._recorder(root)) for root, shared in self._roots]
 
     def _recorder(self, root: str) -> Any:
@@ -141,8 +141,8 @@ class MapRules(_Judge):
         if principal.role == "device" and document.startswith("secret/"):
             raise Forbidden(f"{principal.subject} may not open {document}", document=document)
 
-    def watch(self, tenant: str, document: str, doc: Doc[Any]) -> _MapWatch:
-        return _MapWatch(doc)
+    def watch(self, tenant: str, document: str, doc: Doc[Any]) -> MapWatch:
+        return MapWatch(doc)
 
     def check(
         self, principal: Principal, document: str, changes: Sequence[Any], doc: Doc[Any]

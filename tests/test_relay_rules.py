@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Map, MapEvent
+from pycrdt import Doc, Map
 
 from crdtsync import (
     CloseCode,
@@ -35,6 +35,7 @@ from crdtsync.protocol import (
 )
 from crdtsync.store import build_doc
 
+from .apps import MapWatch
 from .test_relay import DOC, RawPeer, is_ack, running
 
 DEVICE = Principal(role="device", tenant="acme", subject="anna", credential="c-anna")
@@ -46,35 +47,6 @@ def map_update(root: str, key: str, value: Any, doc: Doc[Any] | None = None) -> 
     before = doc.get_state()
     doc.get(root, type=Map)[key] = value
     return doc.get_update(before)
-
-
-class RootWatch:
-    """Records (root, key) for each map key a transaction changes under the known roots."""
-
-    ROOTS = ("open", "closed")
-
-    def __init__(self, doc: Doc[Any]) -> None:
-        self.changes: list[tuple[str, str]] = []
-        # pycrdt keeps an observer only while its root object lives: hold on to the roots.
-        self._roots = [(root, doc.get(root, type=Map)) for root in self.ROOTS]
-        self._subscriptions = [shared.observe(self._recorder(root)) for root, shared in self._roots]
-
-    def _recorder(self, root: str) -> Any:
-        def record(event: MapEvent[Any]) -> None:
-            self.changes.extend((root, key) for key in event.keys)
-
-        return record
-
-    def collect(self) -> Sequence[Any]:
-        changes, self.changes = self.changes, []
-        return changes
-
-    def unknown_roots(self, doc: Doc[Any]) -> list[str]:
-        return [root for root in doc if root not in self.ROOTS]
-
-    def close(self) -> None:
-        for (_, shared), subscription in zip(self._roots, self._subscriptions, strict=True):
-            shared.unobserve(subscription)
 
 
 class Rules:
@@ -90,8 +62,8 @@ class Rules:
         if principal.role == "device" and document.startswith("secret/"):
             raise Forbidden(f"{principal.subject} may not open {document}", document=document)
 
-    def watch(self, tenant: str, document: str, doc: Doc[Any]) -> RootWatch:
-        return RootWatch(doc)
+    def watch(self, tenant: str, document: str, doc: Doc[Any]) -> MapWatch:
+        return MapWatch(doc, ("open", "closed"))
 
     def check(
         self, principal: Principal, document: str, changes: Sequence[Any], doc: Doc[Any]
