@@ -29,6 +29,7 @@ from pycrdt import Doc
 from ._commit import GroupCommit, RelayStats
 from ._connection import RelayConnection
 from ._rooms import Room, RoomTable, Write
+from ._updates import EMPTY_UPDATE
 from .access import Application, Principal
 from .exceptions import CloseCode, ErrorCode, Forbidden
 from .protocol import BlobState
@@ -36,7 +37,6 @@ from .store import BlobStore, CompactionPolicy, Store, build_doc
 
 __all__ = ["RelayConfig", "RelayOperations", "blob_key", "split_name"]
 
-_EMPTY_UPDATE = b"\x00\x00"
 T = TypeVar("T")
 
 
@@ -161,7 +161,7 @@ class RelayOperations:
             if room.watch is not None:
                 room.watch.collect()
             for update in updates:
-                if update != _EMPTY_UPDATE:
+                if update != EMPTY_UPDATE:
                     room.uncommitted += 1
                     for peer, alias in room.peers.items():
                         peer.send_update(alias, update)

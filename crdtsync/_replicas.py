@@ -33,7 +33,7 @@ from pycrdt import Doc, Subscription, TransactionEvent
 
 from ._device_types import Rejection
 from ._link import DeviceLink, Signal
-from ._updates import apply_update
+from ._updates import EMPTY_UPDATE, apply_update
 from .exceptions import DeviceError, InvalidUpdate, StoreError
 from .protocol import DocState, validate_document_name
 from .store import LocalStore, build_doc, merge
@@ -42,7 +42,6 @@ __all__ = ["ReplicaHost"]
 
 log = logging.getLogger("crdtsync.device")
 
-_EMPTY_UPDATE = b"\x00\x00"
 _COMPACT_EVERY = 500  # log entries, at least, between two compactions of a replica
 _MAX_HELD_BACK = 512  # received updates held back before a write is forced
 
@@ -157,7 +156,7 @@ class ReplicaHost:
 
     def _on_change(self, name: str, event: TransactionEvent) -> None:
         update: bytes = event.update
-        if self._applying_remote or update == _EMPTY_UPDATE:
+        if self._applying_remote or update == EMPTY_UPDATE:
             return
         replica = self._replicas[name]
         remote, acks = self._take_held()
@@ -299,7 +298,7 @@ class ReplicaHost:
 
     def _on_retired_change(self, name: str, rejection: int, event: TransactionEvent) -> None:
         update: bytes = event.update
-        if update == _EMPTY_UPDATE or self._store is None:
+        if update == EMPTY_UPDATE or self._store is None:
             return
         self._store.archive_retired(name, update, rejection, "edit to a replaced replica")
         log.warning(

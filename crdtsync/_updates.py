@@ -20,7 +20,10 @@ from pycrdt import Doc
 
 from .exceptions import InvalidUpdate
 
-__all__ = ["apply_update", "holds_structs", "is_panic"]
+__all__ = ["EMPTY_UPDATE", "apply_update", "holds_structs", "is_panic"]
+
+#: The update that changes nothing (no structs, no deletions).
+EMPTY_UPDATE = b"\x00\x00"
 
 
 def holds_structs(update: bytes) -> bool:

@@ -79,8 +79,6 @@ log = logging.getLogger("crdtsync.relay")
 
 _FAIR_SLICE = 0.005  # seconds a connection's reader runs at most before it lets others run
 
-_EMPTY_UPDATE = b"\x00\x00"
-
 
 T = TypeVar("T")
 

@@ -19,21 +19,20 @@ from typing import Any
 
 from pycrdt import Doc, Map, MapEvent
 
-from crdtsync import Forbidden, Principal, Relay, SubmissionRecord, blob_key
+from crdtsync import Forbidden, Principal, Relay, SubmissionRecord, UpdateWatch, blob_key
 from crdtsync.exceptions import InvalidDocumentName
+from crdtsync.service import FieldService
 from crdtsync.store import BlobStore, RecordStore
 from crdtsync.workorder import (
     DocumentKind,
     Role,
     WorkOrder,
     WorkOrderEditor,
-    WorkOrderWatch,
     check_changes,
     content_hash,
     effective_policy,
     missing_steps,
     parse_document_name,
-    unknown_roots,
 )
 
 
@@ -171,20 +170,6 @@ class MapRules(_Judge):
         return await self.record(name, key, status == "accepted", result, doc)
 
 
-class _WorkOrderWatch:
-    def __init__(self, doc: Doc[Any]) -> None:
-        self._watch = WorkOrderWatch(doc)
-
-    def collect(self) -> Sequence[Any]:
-        return self._watch.collect()
-
-    def unknown_roots(self, doc: Doc[Any]) -> list[str]:
-        return unknown_roots(doc)
-
-    def close(self) -> None:
-        self._watch.close()
-
-
 class WorkOrderRules(_Judge):
     """The work-order domain: a device reads its own planning, the settings (read-only)
     and the work orders in ``assigned[technician]``; field rules from ``check_changes``;
@@ -212,8 +197,9 @@ class WorkOrderRules(_Judge):
             what = "write" if write else "read"
             raise Forbidden(f"{tech} may not {what} {document}", document=document)
 
-    def watch(self, tenant: str, document: str, doc: Doc[Any]) -> _WorkOrderWatch | None:
-        return _WorkOrderWatch(doc) if document.startswith("wo/") else None
+    def watch(self, tenant: str, document: str, doc: Doc[Any]) -> UpdateWatch | None:
+        # The relay's own adapter of the domain's watch, as FieldService uses it.
+        return FieldService().watch(tenant, document, doc)
 
     def check(
         self, principal: Principal, document: str, changes: Sequence[Any], doc: Doc[Any]

@@ -83,30 +83,7 @@ from .messages import (
     encode_message,
 )
 
-__all__ = [
-    "AckReceived",
-    "AwarenessReceived",
-    "BlobChunkReceived",
-    "BlobQueried",
-    "BlobStatusReceived",
-    "ConnectionFailed",
-    "DocState",
-    "DocumentClosed",
-    "ErrorReceived",
-    "Event",
-    "ResumeAnswered",
-    "ResumeRequested",
-    "Role",
-    "StatusReceived",
-    "SubmissionAnswered",
-    "SubmissionReceived",
-    "SyncRequested",
-    "SyncSession",
-    "Synced",
-    "TRANSITIONS",
-    "UpdateReceived",
-    "validate_document_name",
-]
+__all__ = ["TRANSITIONS", "DocState", "Role", "SyncSession", "validate_document_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9._:@/+\-]{1,256}")
 

@@ -19,6 +19,20 @@ from crdtsync.exceptions import (
     TooManyDocuments,
     UnexpectedMessage,
 )
+from crdtsync.protocol.events import (
+    AckReceived,
+    AwarenessReceived,
+    ConnectionFailed,
+    DocumentClosed,
+    ErrorReceived,
+    Event,
+    ResumeAnswered,
+    ResumeRequested,
+    StatusReceived,
+    Synced,
+    SyncRequested,
+    UpdateReceived,
+)
 from crdtsync.protocol.messages import (
     Ack,
     Awareness,
@@ -47,21 +61,9 @@ from crdtsync.protocol.messages import (
 )
 from crdtsync.protocol.session import (
     TRANSITIONS,
-    AckReceived,
-    AwarenessReceived,
-    ConnectionFailed,
     DocState,
-    DocumentClosed,
-    ErrorReceived,
-    Event,
-    ResumeAnswered,
-    ResumeRequested,
     Role,
-    StatusReceived,
-    Synced,
-    SyncRequested,
     SyncSession,
-    UpdateReceived,
     validate_document_name,
 )
 
